@@ -1,0 +1,1 @@
+"""Prefect flows: sources -> stages -> sinks, chunk by chunk."""

@@ -1,0 +1,187 @@
+"""The `damage-survey` flow: a drone video in, a per-component damage report out.
+
+Frames are processed in chunks; each chunk is a Prefect task that writes its events, its piece
+of the annotated video and a marker file. The marker is written last, so after a crash (even
+kill -9) `resume=True` redoes only the unfinished chunk and the result equals an
+uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+import cv2
+from prefect import flow, task
+from tqdm import tqdm
+
+import pipeline
+from pipeline.annotate import annotate
+from pipeline.errors import InspectflowError
+from pipeline.linking import Registrar, to_mosaic
+from pipeline.report import render_html
+from pipeline.rollup import roll_up
+from pipeline.runner import DEFAULT_CONFIGS, FlowConfig, Pipeline, load_flow_config
+from pipeline.sinks import EventLog, VideoPart, atomic_json, atomic_write, concat_videos
+from pipeline.sources import open_source
+
+DEFAULT_CONFIG = DEFAULT_CONFIGS / "damage-survey.yaml"
+
+# Models and open sources live for the flow run; tasks receive only plain, persistable arguments.
+_RUNS: dict[str, dict] = {}
+
+
+def _io_fault(task, task_run, state) -> bool:
+    try:
+        state.result()
+    except (OSError, cv2.error):
+        return True
+    except Exception:
+        return False
+    return False
+
+
+def _event(r) -> dict:
+    tel = r.frame.telemetry
+    dmg = {k: int((r.damage_mask == i).sum()) for i, k in ((1, "crack"), (2, "spall"), (3, "rebar"))} if r.damage_mask is not None else {}
+    return {
+        "frame": r.frame.index, "time_s": round(r.frame.time_s, 3),
+        "gps": None if tel is None else {"lat": tel.lat, "lon": tel.lon, "alt_m": tel.alt_m},
+        "damage_px": dmg,
+        "components": [{"class": c.class_name, "box": list(c.box), "area_px": c.area_px, "damage_px": c.damage_px,
+                        "state": c.state_name, "scores": c.state_scores} for c in r.components],
+    }
+
+
+def _chunk_path(out: Path, k: int) -> Path:
+    return out / "chunks" / f"chunk_{k:05d}.json"
+
+
+@task(name="process-chunk", retries=2, retry_delay_seconds=1, retry_condition_fn=_io_fault, persist_result=True)
+def process_chunk(run_key: str, k: int, first: int, stop: int) -> dict:
+    ctx = _RUNS[run_key]
+    cfg: FlowConfig = ctx["cfg"]
+    out, source, pipe = ctx["out"], ctx["source"], ctx["pipeline"]
+    prev = json.loads(_chunk_path(out, k - 1).read_text()) if k > 0 else None
+    reg = Registrar(cfg.linking.register_width)
+    if prev and prev["last_frame"] is not None and (img := source.read_at(prev["last_frame"])) is not None:
+        reg.seed(img.image, prev["H"], prev["segment"])
+    log = EventLog(out / "events.jsonl", resume_offset=prev["offset"] if prev else 0)
+    part = VideoPart(out / "parts" / f"part_{k:05d}.mp4", source.fps / cfg.source.stride)
+    n_skipped_before = len(source.skipped)
+    obs, n, last, t0 = [], 0, None, time.perf_counter()
+    batch = []
+
+    def flush():
+        nonlocal n, last
+        for r in pipe(batch):
+            H, seg = reg.update(r.frame.image)
+            log.append(_event(r))
+            tel = r.frame.telemetry
+            gps = None if tel is None else {"lat": tel.lat, "lon": tel.lon, "alt_m": tel.alt_m}
+            for c in r.components:
+                obs.append({"frame": r.frame.index, "class_id": c.class_id, "segment": seg, "poly": to_mosaic(c.rect, H),
+                            "state": c.state, "damage_ratio": round(c.damage_ratio(), 5), "damage_px": c.damage_px,
+                            "area": c.area_px, "rect": [list(c.rect[0]), list(c.rect[1]), c.rect[2]], "gps": gps})
+            if cfg.video.enabled:
+                part.write(annotate(r, cfg.video.scale))
+            n, last = n + 1, r.frame.index
+            ctx["bar"].update(1)
+        batch.clear()
+
+    for frame in source.iter_range(first, stop):
+        batch.append(frame)
+        if len(batch) >= cfg.batch_size:
+            flush()
+    if batch:
+        flush()
+    offset = log.commit()
+    log.close()
+    part.close()
+    marker = {"chunk": k, "first": first, "stop": stop, "frames": n, "last_frame": last, "H": reg.H.tolist(), "segment": reg.segment,
+              "offset": offset, "seconds": round(time.perf_counter() - t0, 3),
+              "skipped": source.skipped[n_skipped_before:], "observations": obs}
+    atomic_json(_chunk_path(out, k), marker)  # last: its presence means the chunk is complete
+    return {"chunk": k, "frames": n, "seconds": marker["seconds"]}
+
+
+def _fingerprint(source: str, cfg: FlowConfig) -> str:
+    return hashlib.sha256(json.dumps([str(source), cfg.model_dump()], sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _plan(source, chunk_frames: int) -> list[tuple[int, int]]:
+    idx = list(source.indices())
+    if not idx:
+        raise InspectflowError(f"source {source.name} yields no frames with these start/stride/max_frames options",
+                               "lower `start` or `stride` in the flow config's `source:` section")
+    bounds = [idx[i] for i in range(0, len(idx), chunk_frames)] + [idx[-1] + 1]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+@flow(name="damage-survey", log_prints=True, persist_result=False)
+def damage_survey(source: str, out: str, config: str | None = None, resume: bool = False, progress: bool = True) -> dict:
+    """Run the damage survey over `source` and write events, video, summary and report to `out`."""
+    cfg, base = load_flow_config(config or DEFAULT_CONFIG)
+    out_dir = Path(out)
+    src = open_source(source, cfg.source.options())
+    if src.total is None:
+        raise InspectflowError(f"{source} is a live stream; the damage survey needs a recorded flight",
+                               "record the stream to a file first, or use the site-safety flow for live cameras")
+    fp = _fingerprint(source, cfg)
+    run_file = out_dir / "run.json"
+    if run_file.exists():
+        prior = json.loads(run_file.read_text())
+        if not resume:
+            raise InspectflowError(f"{out_dir} already holds a run", "pass --resume to continue it, or choose another --out")
+        if prior["fingerprint"] != fp:
+            raise InspectflowError(f"{out_dir} holds a run of another source or config, which --resume cannot continue",
+                                   "use the same --source and --config as that run, or choose another --out")
+    pipe = Pipeline.from_config(cfg, base)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_json(run_file, {"fingerprint": fp, "source": str(source), "config": str(config or DEFAULT_CONFIG), "flow": cfg.model_dump()})
+    plan = _plan(src, cfg.chunk_frames)
+    key = f"{fp}:{out_dir.resolve()}"
+    total = len(src.indices())
+    _RUNS[key] = {"cfg": cfg, "out": out_dir, "source": src, "pipeline": pipe,
+                  "bar": tqdm(total=total, desc="damage-survey", unit="frame", disable=not progress)}
+    t0 = time.perf_counter()
+    try:
+        for k, (first, stop) in enumerate(plan):
+            if resume and _chunk_path(out_dir, k).exists():
+                _RUNS[key]["bar"].update(json.loads(_chunk_path(out_dir, k).read_text())["frames"])
+                continue
+            process_chunk(key, k, first, stop)
+    finally:
+        _RUNS[key]["bar"].close()
+        del _RUNS[key]
+    return finish(out_dir, src, cfg, plan, time.perf_counter() - t0, str(config or DEFAULT_CONFIG))
+
+
+def finish(out_dir: Path, src, cfg: FlowConfig, plan, seconds: float, config: str) -> dict:
+    markers = [json.loads(_chunk_path(out_dir, k).read_text()) for k in range(len(plan))]
+    obs = [o for m in markers for o in m["observations"]]
+    n = sum(m["frames"] for m in markers)
+    busy = sum(m["seconds"] for m in markers)
+    rollup = roll_up(obs, cfg.linking.iou, cfg.linking.max_gap_frames, cfg.worst)
+    summary = {
+        "version": pipeline.__version__, "run": {"source": src.name, "config": config},
+        "frames_processed": n, "fps": n / max(busy, 1e-9), "seconds": round(seconds, 2),
+        "skipped": [s for m in markers for s in m["skipped"]], "rollup": rollup,
+    }
+    if cfg.video.enabled:
+        parts = [out_dir / "parts" / f"part_{k:05d}.mp4" for k in range(len(plan))]
+        # parts are gone once a run has finished; resuming a finished run keeps its video
+        if all(p.exists() for p in parts):
+            concat_videos(parts, out_dir / "annotated.mp4", src.fps / cfg.source.stride)
+    atomic_json(out_dir / "summary.json", summary)
+
+    def read_frame(i):
+        f = src.read_at(i)
+        return None if f is None else f.image
+
+    atomic_write(out_dir / "report.html", render_html(summary, out_dir / "events.jsonl", read_frame))
+    shutil.rmtree(out_dir / "parts", ignore_errors=True)
+    return summary

@@ -1,0 +1,41 @@
+"""Drawing results over frames for the annotated video and report thumbnails."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from pipeline.core import FrameResult
+
+# BGR. Damage colours are loud on purpose; component colours are only a tint.
+DAMAGE_COLORS = np.array([[0, 0, 0], [0, 0, 255], [0, 200, 255], [255, 0, 255]], np.uint8)
+COMPONENT_COLORS = np.array([[0, 0, 0], [180, 130, 70], [60, 180, 75], [200, 130, 0], [0, 220, 220],
+                             [240, 240, 140], [180, 30, 145], [128, 128, 128]], np.uint8)
+STATE_COLORS = [(0, 200, 0), (0, 220, 220), (0, 140, 255), (0, 0, 255)]
+
+
+def annotate(r: FrameResult, scale: float = 1.0) -> np.ndarray:
+    img = r.frame.image
+    if scale != 1.0:
+        img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    out = img.copy()
+    size = (img.shape[1], img.shape[0])
+    if r.component_mask is not None:
+        comp = cv2.resize(r.component_mask, size, interpolation=cv2.INTER_NEAREST)
+        out = cv2.addWeighted(out, 0.75, COMPONENT_COLORS[comp], 0.25, 0)
+    if r.damage_mask is not None:
+        dmg = cv2.resize(r.damage_mask, size, interpolation=cv2.INTER_NEAREST)
+        # thin cracks vanish when shrunk; thicken them so they stay visible
+        dmg = cv2.dilate(dmg, np.ones((2, 2), np.uint8)) if scale < 1 else dmg
+        m = dmg > 0
+        out[m] = DAMAGE_COLORS[dmg[m]]
+    for c in r.components:
+        if c.state is None or c.state == 0:
+            continue
+        box = (cv2.boxPoints(c.rect) * scale).astype(np.int32)
+        cv2.polylines(out, [box], True, STATE_COLORS[c.state], 2)
+        x, y = box.min(0)
+        cv2.putText(out, f"{c.class_name}:{c.state_name}", (int(x) + 3, int(y) + 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                    STATE_COLORS[c.state], 1, cv2.LINE_AA)
+    cv2.putText(out, f"frame {r.frame.index}", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2, cv2.LINE_AA)
+    return out

@@ -1,0 +1,49 @@
+"""Flight roll-up: physical components (linked views) with their condition and damage."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from pipeline.core import COMPONENT_CLASSES, DAMAGE_STATES, DAMAGEABLE
+from pipeline.linking import link
+
+
+def summarise_track(views: list[dict]) -> dict:
+    cls = views[0]["class_id"]
+    best = max(views, key=lambda v: v["area"])
+    states = [v["state"] for v in views if v["state"] is not None]
+    # the median over views damps single-frame misclassifications in both directions
+    state = int(np.median(states)) if states else None
+    ratios = [v["damage_ratio"] for v in views]
+    return {
+        "class": COMPONENT_CLASSES[cls], "class_id": cls, "views": len(views),
+        "first_frame": views[0]["frame"], "last_frame": views[-1]["frame"],
+        "state": None if state is None else DAMAGE_STATES[state], "state_id": state,
+        "state_votes": dict(Counter(DAMAGE_STATES[s] for s in states)),
+        "damage_ratio": round(float(np.median(ratios)), 4), "damage_ratio_max": round(float(max(ratios)), 4),
+        "damage_px": best["damage_px"], "best_frame": best["frame"], "best_rect": best["rect"], "gps": best["gps"],
+        "mosaic_poly": best["poly"], "segment": best["segment"],
+    }
+
+
+def roll_up(observations: list[dict], iou: float, max_gap: int, worst_k: int, min_views: int = 2) -> dict:
+    tracks = [summarise_track(v) for v in link(observations, iou, max_gap)]
+    # a component seen in a single frame of a long pass is more likely a mis-segmentation
+    n_frames = len({o["frame"] for o in observations})
+    keep = [t for t in tracks if t["views"] >= min_views or n_frames < 2 * min_views]
+    per_type = {}
+    for name in COMPONENT_CLASSES[1:]:
+        ts = [t for t in keep if t["class"] == name]
+        entry = {"count": len(ts)}
+        if COMPONENT_CLASSES.index(name) in DAMAGEABLE and ts:
+            hist = Counter(t["state"] for t in ts)
+            entry |= {"states": {s: hist.get(s, 0) for s in DAMAGE_STATES},
+                      "damaged_share": round(sum(t["state_id"] > 0 for t in ts) / len(ts), 4),
+                      "mean_damage_ratio": round(float(np.mean([t["damage_ratio"] for t in ts])), 4)}
+        per_type[name] = entry
+    damageable = [t for t in keep if t["state_id"] is not None]
+    worst = sorted(damageable, key=lambda t: (t["state_id"], t["damage_ratio"]), reverse=True)[:worst_k]
+    return {"components": keep, "per_type": per_type, "worst": worst,
+            "unique_components": len(keep), "views": len(observations), "dropped_single_views": len(tracks) - len(keep)}

@@ -1,0 +1,81 @@
+"""Flow configs and the stage chain that turns frames into results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.config import load_yaml, validate
+from pipeline.core import Frame, FrameResult
+from pipeline.errors import ConfigError
+from pipeline.sources import SourceOptions
+
+DEFAULT_CONFIGS = Path(__file__).resolve().parent.parent / "flows" / "configs"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceConfig(_Strict):
+    stride: int = Field(1, ge=1)
+    start: int = Field(0, ge=0)
+    max_frames: int | None = Field(None, ge=1)
+
+    def options(self) -> SourceOptions:
+        return SourceOptions(self.stride, self.start, self.max_frames)
+
+
+class VideoConfig(_Strict):
+    enabled: bool = True
+    scale: float = Field(0.5, gt=0, le=1)
+
+
+class LinkingConfig(_Strict):
+    iou: float = Field(0.3, gt=0, lt=1, description="overlap in mosaic coordinates that makes two views one component")
+    max_gap_frames: int = Field(30, ge=1)
+    register_width: int = Field(320, ge=64)
+
+
+class FlowConfig(_Strict):
+    stages: list[str | dict] = Field(min_length=1)
+    source: SourceConfig = SourceConfig()
+    batch_size: int = Field(4, ge=1, le=256)
+    chunk_frames: int = Field(64, ge=1, description="frames per Prefect task; also the resume granularity")
+    video: VideoConfig = VideoConfig()
+    linking: LinkingConfig = LinkingConfig()
+    worst: int = Field(12, ge=0, description="how many worst components the report shows")
+
+
+def load_flow_config(path: str | Path) -> tuple[FlowConfig, Path]:
+    path = Path(path)
+    return validate(FlowConfig, load_yaml(path), str(path)), path.parent
+
+
+class Pipeline:
+    """Stages in order; each must find its inputs among what earlier stages produce."""
+
+    def __init__(self, stages: list):
+        self.stages = stages
+
+    @classmethod
+    def from_config(cls, cfg: FlowConfig, base_dir: Path) -> Pipeline:
+        from stages import parse_stage
+
+        parsed = [parse_stage(s, base_dir) for s in cfg.stages]
+        have = {"image"}
+        for stage_cls, _ in parsed:
+            missing = set(stage_cls.inputs) - have
+            if missing:
+                raise ConfigError(f"stage {stage_cls.type_name!r} needs {sorted(missing)}, which no earlier stage produces",
+                                  "reorder the `stages:` list or add the stage that produces it")
+            have |= set(stage_cls.outputs)
+        # models load only after the whole chain has validated
+        return cls([stage_cls(stage_cfg) for stage_cls, stage_cfg in parsed])
+
+    def __call__(self, frames: list[Frame]) -> list[FrameResult]:
+        results = [FrameResult(frame=f) for f in frames]
+        for stage in self.stages:
+            stage.process(results)
+        return results

@@ -1,0 +1,95 @@
+"""Train a semantic segmentation model (components or damage) on synthetic views, optionally
+mixed with the real crack sets, and save an inspectflow checkpoint.
+
+    python -m pipeline.train.segmentation params.yaml train_damage
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import segmentation_models_pytorch as smp
+import torch
+from torch.utils.data import ConcatDataset, DataLoader, Subset
+from tqdm import tqdm
+
+from pipeline.metrics import confusion, iou_per_class
+from pipeline.models import checkpoint
+from pipeline.train.common import load_params, setup
+from pipeline.train.seg_data import SegDataset, real_crack_pairs, synthetic_pairs
+
+
+def evaluate(model, loader, n_classes, device) -> np.ndarray:
+    cm = np.zeros((n_classes, n_classes), np.int64)
+    model.eval()
+    with torch.inference_mode():
+        for x, y in loader:
+            pred = model(x.to(device)).argmax(1).cpu().numpy()
+            cm += confusion(pred, y.numpy(), n_classes)
+    return cm
+
+
+def train(p: dict) -> dict:
+    device = setup(p.get("seed", 0))
+    root = Path(p["data"])
+    n = len(p["classes"])
+    train_pairs = synthetic_pairs(root, "train", p["mask_dir"])
+    if p.get("max_train"):
+        train_pairs = train_pairs[: p["max_train"]]
+    sets = [SegDataset(train_pairs, p["crop"], p.get("scale", 1.0))]
+    real = Path(p["real"]) if p.get("real") else None
+    if real is not None and real.exists():
+        # the real crack sets repeat so they make up about half of each epoch
+        rp = real_crack_pairs(real, p.get("holdout", {}))["train"]
+        reps = max(1, round(len(train_pairs) * p.get("real_share", 0.5) / max(len(rp), 1)))
+        sets += [SegDataset(rp, p["crop"], p.get("real_scale", 1.0))] * reps
+    elif real is not None:
+        print(f"real data not found at {real}: training on synthetic data only", file=sys.stderr)
+    ds = ConcatDataset(sets)
+    val = SegDataset(synthetic_pairs(root, "val", p["mask_dir"]), p["val_crop"], p.get("scale", 1.0), train=False)
+    loader = DataLoader(ds, batch_size=p["batch"], shuffle=True, num_workers=p.get("workers", 0), drop_last=True)
+    val_loader = DataLoader(val, batch_size=p["batch"])
+
+    model = checkpoint.build(p["model"]).to(device)
+    if p.get("init"):
+        init, _ = checkpoint.load(p["init"], p["task"])
+        model.load_state_dict(init.state_dict())
+    weights = torch.tensor(p.get("class_weights", [1.0] * n), dtype=torch.float32, device=device)
+    ce = torch.nn.CrossEntropyLoss(weight=weights)
+    dice = smp.losses.DiceLoss("multiclass", from_logits=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=p["lr"], weight_decay=1e-4)
+    steps = p["epochs"] * min(len(loader), p.get("steps_per_epoch") or len(loader))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=p["lr"], total_steps=steps, pct_start=0.15)
+    best, history, t0 = -1.0, [], time.time()
+    for epoch in range(p["epochs"]):
+        model.train()
+        bar = tqdm(loader, total=min(len(loader), p.get("steps_per_epoch") or len(loader)), desc=f"{p['task']} epoch {epoch + 1}/{p['epochs']}")
+        for step, (x, y) in enumerate(bar):
+            if step >= bar.total:
+                break
+            x, y = x.to(device), y.to(device)
+            logits = model(x)
+            loss = ce(logits, y) + dice(logits, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        iou = iou_per_class(evaluate(model, val_loader, n, device))
+        score = float(np.nanmean(iou[1:]))
+        history.append({"epoch": epoch + 1, "val_iou": [None if np.isnan(v) else round(float(v), 4) for v in iou], "val_miou_fg": round(score, 4)})
+        print(json.dumps(history[-1]), flush=True)
+        if score > best:
+            best = score
+            checkpoint.save(p["out"], model, p["model"], p["task"], p["classes"],
+                            meta={"input_scale": p.get("scale", 1.0), "history": history, "train_seconds": round(time.time() - t0)})
+    return {"best_val_miou_fg": best, "history": history}
+
+
+if __name__ == "__main__":
+    params, section = sys.argv[1], sys.argv[2]
+    train(load_params(params, section))

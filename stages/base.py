@@ -1,0 +1,68 @@
+"""The stage contract: a pydantic config, declared inputs/outputs, and `process(batch)`."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.config import load_yaml, validate
+from pipeline.core import FrameResult
+from pipeline.errors import ConfigError
+from pipeline.models import checkpoint
+
+STAGES: dict[str, type[Stage]] = {}
+
+
+def register(cls: type[Stage]) -> type[Stage]:
+    STAGES[cls.type_name] = cls
+    return cls
+
+
+class StageConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    type: str
+    model: Path = Field(description="weights file; relative paths are taken from the config file's folder")
+    device: str = "cpu"
+    batch_size: int = Field(4, ge=1, le=256)
+
+
+class Stage(ABC):
+    type_name: ClassVar[str]
+    task: ClassVar[str]  # the checkpoint task this stage accepts
+    Config: ClassVar[type[StageConfig]] = StageConfig
+    inputs: ClassVar[tuple[str, ...]] = ("image",)
+    outputs: ClassVar[tuple[str, ...]]
+
+    def __init__(self, cfg: StageConfig):
+        self.cfg = cfg
+        self.model, self.meta = checkpoint.load(cfg.model, self.task)
+        self.model.to(cfg.device)
+
+    @abstractmethod
+    def process(self, batch: list[FrameResult]) -> None:
+        """Fill this stage's output fields on every result in the batch."""
+
+
+def parse_stage(spec: str | Path | dict, base_dir: Path | None = None) -> tuple[type[Stage], StageConfig]:
+    """The stage class and its validated config, from a YAML file path or an inline mapping."""
+    if isinstance(spec, dict):
+        data, where, base = dict(spec), "inline stage config", base_dir or Path.cwd()
+    else:
+        path = Path(spec) if base_dir is None or Path(spec).is_absolute() else base_dir / spec
+        data, where, base = load_yaml(path), str(path), path.parent
+    kind = data.get("type")
+    if kind not in STAGES:
+        raise ConfigError(f"{where}: unknown stage type {kind!r}", f"use one of: {', '.join(sorted(STAGES))}")
+    cls = STAGES[kind]
+    cfg = validate(cls.Config, data, where)
+    if not cfg.model.is_absolute():
+        cfg.model = (base / cfg.model).resolve()
+    return cls, cfg
+
+
+def load_stage(spec: str | Path | dict, base_dir: Path | None = None) -> Stage:
+    cls, cfg = parse_stage(spec, base_dir)
+    return cls(cfg)

@@ -1,0 +1,45 @@
+"""Condition estimation: each structural component is cropped (min-area rectangle warped to a
+square, as in IC-SHM P2) and classified none/light/moderate/severe.
+
+The model is whatever the checkpoint names; anything called as `model(x) -> logits` works,
+so an early-exit model from `adaptive/` drops in through the YAML alone."""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+
+from pipeline.components import crop_rect, extract_components
+from pipeline.core import DAMAGEABLE, FrameResult
+from pipeline.models.preprocess import to_tensor
+from stages.base import Stage, StageConfig, register
+
+
+class ConditionConfig(StageConfig):
+    min_area: int = Field(400, ge=1, description="components smaller than this (px) are ignored")
+    batch_size: int = Field(64, ge=1, le=1024)
+
+
+@register
+class ComponentCondition(Stage):
+    type_name = "component_condition"
+    task = "condition_classification"
+    Config = ConditionConfig
+    inputs = ("image", "component_mask", "damage_mask")
+    outputs = ("components",)
+
+    def process(self, batch: list[FrameResult]) -> None:
+        size = int(self.meta.get("meta", {}).get("crop_size", 64))
+        crops, owners = [], []
+        for r in batch:
+            r.components, _ = extract_components(r.component_mask, r.damage_mask, self.cfg.min_area)
+            for c in r.components:
+                if c.class_id in DAMAGEABLE:
+                    crops.append(crop_rect(r.frame.image, c.rect, size))
+                    owners.append(c)
+        with torch.inference_mode():
+            for i in range(0, len(crops), self.cfg.batch_size):
+                x = to_tensor(crops[i : i + self.cfg.batch_size]).to(self.cfg.device)
+                probs = torch.softmax(self.model(x), 1).cpu()
+                for c, p in zip(owners[i : i + self.cfg.batch_size], probs):
+                    c.state, c.state_scores = int(p.argmax()), [round(float(v), 4) for v in p]

@@ -1,0 +1,92 @@
+"""Semantic segmentation stages: structural components and damage (crack, spall, rebar)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from pipeline.core import FrameResult
+from pipeline.models.preprocess import to_tensor
+from stages.base import Stage, StageConfig, register
+
+
+class SegmentationConfig(StageConfig):
+    input_scale: float | None = Field(None, gt=0, le=4, description="frame resize before the model; default: the scale it was trained at")
+    tile: int = Field(768, ge=64, description="larger (scaled) frames are cut into tiles of this size")
+    overlap: int = Field(32, ge=0)
+
+
+def _pad(x: torch.Tensor, mult: int = 32) -> tuple[torch.Tensor, int, int]:
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % mult, (-w) % mult
+    return (F.pad(x, (0, pw, 0, ph), mode="reflect") if ph or pw else x), h, w
+
+
+def _starts(n: int, tile: int, overlap: int) -> list[int]:
+    if n <= tile:
+        return [0]
+    step = tile - overlap
+    s = list(range(0, n - tile, step))
+    return s + [n - tile]
+
+
+class SegmentationStage(Stage):
+    Config = SegmentationConfig
+
+    def _scale(self) -> float:
+        return self.cfg.input_scale or float(self.meta.get("meta", {}).get("input_scale", 1.0))
+
+    @torch.inference_mode()
+    def _logits(self, imgs: list[np.ndarray]) -> torch.Tensor:
+        x, h, w = _pad(to_tensor(imgs).to(self.cfg.device))
+        return self.model(x)[..., :h, :w]
+
+    def predict(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """Class-id masks at each image's own size."""
+        s = self._scale()
+        scaled = [img if s == 1 else cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) for img in images]
+        out = []
+        same = len({im.shape for im in scaled}) == 1
+        t, ov = self.cfg.tile, self.cfg.overlap
+        if same and max(scaled[0].shape[:2]) <= t:
+            for i in range(0, len(scaled), self.cfg.batch_size):
+                out += list(self._logits(scaled[i : i + self.cfg.batch_size]).argmax(1).byte().cpu().numpy())
+        else:
+            for img in scaled:
+                H, W = img.shape[:2]
+                acc = None
+                # overlapping tiles: logits are summed where tiles meet, so seams do not show
+                for y in _starts(H, t, ov):
+                    for x in _starts(W, t, ov):
+                        lg = self._logits([img[y : y + t, x : x + t]])[0]
+                        if acc is None:
+                            acc = torch.zeros((lg.shape[0], H, W))
+                        acc[:, y : y + lg.shape[1], x : x + lg.shape[2]] += lg.cpu()
+                out.append(acc.argmax(0).byte().numpy())
+        return [m if m.shape[:2] == im.shape[:2] else cv2.resize(m, (im.shape[1], im.shape[0]), interpolation=cv2.INTER_NEAREST)
+                for m, im in zip(out, images)]
+
+    def process(self, batch: list[FrameResult]) -> None:
+        for r, m in zip(batch, self.predict([r.frame.image for r in batch])):
+            setattr(r, self.outputs[0], m)
+
+
+@register
+class ComponentSegmentation(SegmentationStage):
+    """Wall, beam, column, window frame, window pane, balcony, slab."""
+
+    type_name = "component_segmentation"
+    task = "component_segmentation"
+    outputs = ("component_mask",)
+
+
+@register
+class DamageSegmentation(SegmentationStage):
+    """Crack, spalling, exposed rebar."""
+
+    type_name = "damage_segmentation"
+    task = "damage_segmentation"
+    outputs = ("damage_mask",)
