@@ -121,9 +121,9 @@ def _plan(source, chunk_frames: int) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-@flow(name="damage-survey", log_prints=True, persist_result=False)
-def damage_survey(source: str, out: str, config: str | None = None, resume: bool = False, progress: bool = True) -> dict:
-    """Run the damage survey over `source` and write events, video, summary and report to `out`."""
+def prepare(source: str, out: str, config: str | None = None, resume: bool = False):
+    """Every check that can fail on bad input, done before the flow starts: config, source,
+    output folder, and every stage's weights. Returns what the flow needs."""
     cfg, base = load_flow_config(config or DEFAULT_CONFIG)
     out_dir = Path(out)
     src = open_source(source, cfg.source.options())
@@ -139,7 +139,14 @@ def damage_survey(source: str, out: str, config: str | None = None, resume: bool
         if prior["fingerprint"] != fp:
             raise InspectflowError(f"{out_dir} holds a run of another source or config, which --resume cannot continue",
                                    "use the same --source and --config as that run, or choose another --out")
-    pipe = Pipeline.from_config(cfg, base)
+    return cfg, src, Pipeline.from_config(cfg, base), fp
+
+
+@flow(name="damage-survey", log_prints=True, persist_result=False)
+def damage_survey(source: str, out: str, config: str | None = None, resume: bool = False, progress: bool = True) -> dict:
+    """Run the damage survey over `source` and write events, video, summary and report to `out`."""
+    cfg, src, pipe, fp = prepare(source, out, config, resume)
+    out_dir, run_file = Path(out), Path(out) / "run.json"
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_json(run_file, {"fingerprint": fp, "source": str(source), "config": str(config or DEFAULT_CONFIG), "flow": cfg.model_dump()})
     plan = _plan(src, cfg.chunk_frames)

@@ -35,8 +35,9 @@ def run(flow_name: str = typer.Argument(..., metavar="FLOW", help=f"one of: {', 
     try:
         if flow_name != "damage-survey":
             raise InspectflowError(f"unknown flow {flow_name!r}", f"use one of: {', '.join(FLOWS)}")
-        from flows.damage_survey import damage_survey
+        from flows.damage_survey import damage_survey, prepare
 
+        prepare(source, str(out), str(config) if config else None, resume)  # bad input fails here, before Prefect starts
         s = damage_survey(source=source, out=str(out), config=str(config) if config else None, resume=resume)
     except InspectflowError as e:
         _fail(e)

@@ -1,0 +1,74 @@
+"""Shared fixtures. Models here are trained for real, just tiny: a few steps on a few images."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("INSPECTFLOW_THREADS", "2")
+
+ROOT = Path(__file__).resolve().parent.parent
+REAL = ROOT.parent / "shared" / "data" / "real"
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def tiny_params(data: Path, out: Path) -> dict:
+    """The shipped params, shrunk to a couple of optimisation steps on a handful of images."""
+    p = {k: dict(v) for k, v in PARAMS.items()}
+    p["generate"] |= {"out": str(data), "train": 9, "val": 3, "test": 3}
+    for k in ("train_components", "train_damage", "finetune_damage", "train_condition"):
+        p[k] |= {"data": str(data), "epochs": 1, "steps_per_epoch": 2, "batch": 4}
+    p["train_components"]["out"] = str(out / "components.pt")
+    p["train_damage"]["out"] = str(out / "damage_synth.pt")
+    p["finetune_damage"] |= {"init": str(out / "damage_synth.pt"), "out": str(out / "damage.pt"), "real": None}
+    p["train_condition"]["out"] = str(out / "condition.pt")
+    p["evaluate"] |= {"data": str(data), "weights": str(out), "real": str(out / "no-real-data")}
+    return p
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory) -> dict:
+    """A tiny synthetic dataset, three tiny trained models, and a flow config that uses them."""
+    from pipeline.synth.dataset import generate
+    from pipeline.train import condition, segmentation
+
+    base = tmp_path_factory.mktemp("tiny")
+    data, weights = base / "synth", base / "weights"
+    p = tiny_params(data, weights)
+    generate(data, {"train": 9, "val": 3, "test": 3}, size=192, workers=1)
+    segmentation.train(p["train_components"])
+    segmentation.train(p["train_damage"])
+    condition.train(p["train_condition"])
+    flow_cfg = base / "flow.yaml"
+    flow_cfg.write_text(yaml.safe_dump({
+        "stages": [
+            {"type": "component_segmentation", "model": str(weights / "components.pt"), "input_scale": 0.25},
+            {"type": "damage_segmentation", "model": str(weights / "damage_synth.pt"), "input_scale": 0.25},
+            {"type": "component_condition", "model": str(weights / "condition.pt"), "min_area": 200},
+        ],
+        "chunk_frames": 3, "batch_size": 2, "video": {"scale": 0.5},
+    }))
+    return {"base": base, "data": data, "weights": weights, "flow": flow_cfg, "params": p}
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory) -> Path:
+    from pipeline.synth.video import facade_video
+
+    out = tmp_path_factory.mktemp("clip") / "pass.mp4"
+    facade_video(out, seconds=1.5, seed=3, fps=12, size=(480, 272), progress=False)
+    return out
+
+
+def run_cli(*args, env=None, timeout=600, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})}, cwd=kw.get("cwd", ROOT))

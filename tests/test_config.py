@@ -1,0 +1,95 @@
+import pytest
+import torch
+
+from pipeline.errors import ConfigError, WeightsError
+from pipeline.models import checkpoint
+from pipeline.runner import FlowConfig, Pipeline, load_flow_config
+from stages import load_stage, parse_stage
+
+SPEC = {"class_path": "adaptive.backbone.Classifier", "init_args": {"num_classes": 4, "widths": [8, 16]}}
+
+
+@pytest.fixture
+def cond_weights(tmp_path):
+    p = tmp_path / "cond.pt"
+    checkpoint.save(p, checkpoint.build(SPEC), SPEC, "condition_classification", ["a", "b", "c", "d"], {"crop_size": 32})
+    return p
+
+
+def _write(tmp_path, text, name="stage.yaml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path):
+    p = _write(tmp_path, "type: damage_segmentation\nmodel: [unclosed\n")
+    with pytest.raises(ConfigError) as e:
+        load_stage(p)
+    assert "stage.yaml" in str(e.value) and "line" in str(e.value)
+
+
+def test_unknown_stage_type_lists_the_known_ones(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_stage(_write(tmp_path, "type: crack_finder\nmodel: x.pt\n"))
+    assert "crack_finder" in str(e.value) and "damage_segmentation" in str(e.value)
+
+
+def test_unknown_key_is_named_with_allowed_keys(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_stage(_write(tmp_path, "type: damage_segmentation\nmodel: x.pt\ntreshold: 0.5\n"))
+    msg = str(e.value)
+    assert "treshold" in msg and "input_scale" in msg and "stage.yaml" in msg
+
+
+def test_bad_value_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="input_scale"):
+        parse_stage(_write(tmp_path, "type: damage_segmentation\nmodel: x.pt\ninput_scale: -1\n"))
+
+
+def test_missing_weights_say_how_to_get_them(tmp_path):
+    with pytest.raises(WeightsError) as e:
+        load_stage(_write(tmp_path, "type: damage_segmentation\nmodel: missing.pt\n"))
+    assert "missing.pt" in str(e.value) and "dvc repro" in str(e.value)
+
+
+def test_weights_for_the_wrong_task(tmp_path, cond_weights):
+    with pytest.raises(WeightsError) as e:
+        load_stage({"type": "damage_segmentation", "model": str(cond_weights)})
+    assert "condition_classification" in str(e.value) and "damage_segmentation" in str(e.value)
+
+
+def test_corrupt_weights(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsError, match="bad.pt"):
+        load_stage({"type": "damage_segmentation", "model": str(bad)})
+
+
+def test_weights_load_relative_to_config_and_round_trip(tmp_path, cond_weights):
+    stage = load_stage(_write(tmp_path, "type: component_condition\nmodel: cond.pt\n"))
+    assert stage.cfg.model == cond_weights.resolve()
+    assert stage.meta["meta"]["crop_size"] == 32
+    x = torch.zeros(2, 3, 32, 32)
+    assert stage.model(x).shape == (2, 4)
+
+
+def test_stage_chain_must_be_satisfiable(tmp_path, cond_weights):
+    cfg = FlowConfig(stages=[{"type": "component_condition", "model": str(cond_weights)}])
+    with pytest.raises(ConfigError, match="component_mask"):
+        Pipeline.from_config(cfg, tmp_path)
+
+
+def test_flow_config_unknown_key(tmp_path):
+    p = _write(tmp_path, "stages: [a.yaml]\nchunk_size: 5\n", "flow.yaml")
+    with pytest.raises(ConfigError, match="chunk_size"):
+        load_flow_config(p)
+
+
+def test_shipped_configs_validate():
+    from pipeline.runner import DEFAULT_CONFIGS
+
+    cfg, base = load_flow_config(DEFAULT_CONFIGS / "damage-survey.yaml")
+    for s in cfg.stages:
+        cls, stage_cfg = parse_stage(s, base)
+        assert stage_cfg.model.name.endswith(".pt")

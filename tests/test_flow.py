@@ -1,0 +1,152 @@
+"""The damage-survey flow, run for real through the CLI and Prefect's embedded server."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT, run_cli
+
+pytestmark = pytest.mark.slow
+
+GUARD = textwrap.dedent('''
+    import os, socket
+    _log = os.environ["NET_GUARD_LOG"]
+    def _local(host):
+        return isinstance(host, str) and (host.startswith("127.") or host in ("localhost", "::1", "0.0.0.0", "") or host.startswith("/"))
+    def _note(what):
+        with open(_log, "a") as fh:
+            fh.write(f"{what}\\n")
+    _connect, _gai = socket.socket.connect, socket.getaddrinfo
+    def connect(self, addr):
+        if self.family in (socket.AF_INET, socket.AF_INET6) and not _local(addr[0]):
+            _note(f"connect {addr}")
+            raise OSError("non-loopback connection blocked by the test")
+        return _connect(self, addr)
+    def getaddrinfo(host, *a, **k):
+        if host is not None and not _local(host if isinstance(host, str) else host.decode()):
+            _note(f"resolve {host}")
+        return _gai(host, *a, **k)
+    socket.socket.connect, socket.getaddrinfo = connect, getaddrinfo
+''')
+
+
+@pytest.fixture(scope="module")
+def guard(tmp_path_factory):
+    d = tmp_path_factory.mktemp("guard")
+    (d / "sitecustomize.py").write_text(GUARD)
+    log = d / "net.log"
+    env = {"PYTHONPATH": f"{d}{os.pathsep}{ROOT}", "NET_GUARD_LOG": str(log)}
+    # the guard must see a non-loopback attempt, or a clean log below would prove nothing
+    probe = subprocess.run([sys.executable, "-c", "import socket\ntry:\n socket.create_connection(('192.0.2.1', 80), timeout=0.1)\nexcept OSError: pass"],
+                           env={**os.environ, **env})
+    assert probe.returncode == 0 and "192.0.2.1" in log.read_text()
+    log.unlink()
+    return env, log
+
+
+@pytest.fixture(scope="module")
+def survey(tiny, clip, guard, tmp_path_factory):
+    env, log = guard
+    out = tmp_path_factory.mktemp("survey") / "out"
+    r = run_cli("run", "damage-survey", "--source", clip, "--out", out, "--config", tiny["flow"], env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out, r, log
+
+
+def test_flow_writes_every_output(survey, clip):
+    out, r, _ = survey
+    assert "report:" in r.stdout
+    events = [json.loads(x) for x in (out / "events.jsonl").read_text().splitlines()]
+    n = int(json.loads(clip.with_suffix(".json").read_text())["frames"])
+    assert [e["frame"] for e in events] == list(range(n))
+    assert events[0]["gps"]["lat"] is not None  # .srt telemetry made it through
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames_processed"] == n
+    assert set(summary["rollup"]["per_type"]) == {"wall", "beam", "column", "window_frame", "window_pane", "balcony", "slab"}
+    cap = cv2.VideoCapture(str(out / "annotated.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == n
+    html = (out / "report.html").read_text()
+    assert "Damage survey" in html and html.count("data:image/png;base64") >= 3
+    assert not (out / "parts").exists() and not list(out.rglob(".*.tmp*"))
+
+
+def test_flow_makes_no_network_calls_beyond_loopback(survey):
+    _, _, log = survey
+    assert not log.exists(), log.read_text()
+
+
+def test_rerun_into_the_same_folder_needs_resume(survey, tiny, clip):
+    out, _, _ = survey
+    r = run_cli("run", "damage-survey", "--source", clip, "--out", out, "--config", tiny["flow"])
+    assert r.returncode == 2 and "--resume" in r.stderr
+
+
+def test_kill_9_then_resume_equals_uninterrupted_run(survey, tiny, clip, tmp_path):
+    ref, _, _ = survey
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "pipeline", "run", "damage-survey", "--source", str(clip), "--out", str(out), "--config", str(tiny["flow"])]
+    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while not (out / "chunks" / "chunk_00001.json").exists():
+        assert p.poll() is None and time.time() < deadline, "run ended before it could be interrupted"
+        time.sleep(0.02)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    assert not (out / "summary.json").exists(), "run finished before the kill: the test proved nothing"
+    r = run_cli("run", "damage-survey", "--source", clip, "--out", out, "--config", tiny["flow"], "--resume")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (out / "events.jsonl").read_text() == (ref / "events.jsonl").read_text()
+    a, b = (json.loads((d / "summary.json").read_text())["rollup"] for d in (out, ref))
+    assert a == b
+    assert cv2.VideoCapture(str(out / "annotated.mp4")).get(cv2.CAP_PROP_FRAME_COUNT) == \
+        cv2.VideoCapture(str(ref / "annotated.mp4")).get(cv2.CAP_PROP_FRAME_COUNT)
+
+
+def test_bad_inputs_exit_nonzero_with_one_clear_error(tiny, clip, tmp_path):
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("stages: [\n")
+    no_weights = tmp_path / "no_weights.yaml"
+    no_weights.write_text("stages: [{type: damage_segmentation, model: nope.pt}]\n")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cases = [
+        (["--source", frames, "--config", tiny["flow"]], "no images"),
+        (["--source", clip, "--config", no_weights], "nope.pt"),
+        (["--source", tmp_path / "missing.mp4"], "does not exist"),
+        (["--source", tmp_path / "empty.mp4"], "empty"),
+        (["--source", tmp_path / "empty.mp4", "--config", broken], "not valid YAML"),
+    ]
+    for args, msg in cases:
+        r = run_cli("run", "damage-survey", "--out", tmp_path / "o", *(args if "--config" in args else [*args, "--config", tiny["flow"]]))
+        assert r.returncode == 2 and msg in r.stderr and "fix:" in r.stderr, r.stderr[-2000:]
+        assert "Traceback" not in r.stderr
+
+
+def test_predict_writes_masks_named_after_images(tiny, tmp_path):
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    src = sorted((tiny["data"] / "images" / "test").glob("*.jpg"))[:2]
+    for p in src:
+        (imgs / p.name).write_bytes(p.read_bytes())
+    rgba = np.dstack([cv2.imread(str(src[0]))[:, :, ::-1], np.full(cv2.imread(str(src[0])).shape[:2], 255, np.uint8)])
+    cv2.imwrite(str(imgs / "alpha.png"), rgba)
+    (imgs / "broken.jpg").write_bytes(b"nope")
+    stage = tmp_path / "dmg.yaml"
+    stage.write_text(f"type: damage_segmentation\nmodel: {tiny['weights'] / 'damage_synth.pt'}\n")
+    r = run_cli("predict", stage, "--source", imgs, "--out", tmp_path / "pred")
+    assert r.returncode == 0, r.stderr[-2000:]
+    for p in [*src, imgs / "alpha.png"]:
+        m = cv2.imread(str(tmp_path / "pred" / f"{p.stem}.png"), cv2.IMREAD_UNCHANGED)
+        assert m.shape == cv2.imread(str(p)).shape[:2] and m.max() <= 3
+    assert "broken.jpg" in r.stderr
+    lines = (tmp_path / "pred" / "predictions.jsonl").read_text().splitlines()
+    assert len(lines) == 3
