@@ -1,0 +1,37 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export YOLO_OFFLINE := 1
+export DO_NOT_TRACK := 1
+export DVC_NO_ANALYTICS := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+
+.PHONY: setup demo test repro bench clean-demo
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first, pinned: this build lies on the machine's disk, any other downloads gigabytes
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+# Generate a 10 s synthetic drone pass and survey it with the shipped weights.
+demo: setup
+	rm -rf runs/demo
+	$(VENV)/bin/inspectflow synth facade-video --out runs/demo/clip.mp4 --seconds 10 --seed 7
+	$(VENV)/bin/inspectflow run damage-survey --source runs/demo/clip.mp4 --out runs/demo/survey
+
+test: setup
+	$(PY) -m pytest
+
+# Rebuild data, weights and metrics from scratch (~60-90 min on 2 CPU cores).
+repro: setup
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/dvc repro
+
+bench: setup
+	$(PY) benchmarks/throughput.py
+	$(PY) benchmarks/accuracy.py

@@ -1,0 +1,118 @@
+"""Throughput of the damage-survey flow on a 1280x720 synthetic drone pass, against two
+references measured in the same run: decode-only (the floor) and a naive run of every model
+on every full-resolution frame. Each measurement runs in its own process so peak memory is its own.
+
+    python benchmarks/throughput.py [--seconds 30] [--naive-frames 60] [--flow-frames 0 (= all)]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+CACHE = ROOT / "benchmarks" / ".cache"
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure_decode(clip: Path, n: int) -> dict:
+    from pipeline.sources import SourceOptions, open_source
+
+    t = time.perf_counter()
+    frames = sum(1 for _ in open_source(clip, SourceOptions(max_frames=n or None)))
+    return {"frames": frames, "seconds": time.perf_counter() - t}
+
+
+def measure_naive(clip: Path, n: int) -> dict:
+    """Every model on every frame at full resolution, one frame at a time, no reuse."""
+    from pipeline.runner import Pipeline
+    from pipeline.sources import SourceOptions, open_source
+    from stages import load_stage
+
+    w = ROOT / "data" / "weights"
+    pipe = Pipeline([
+        load_stage({"type": "component_segmentation", "model": str(w / "components.pt"), "input_scale": 1.0, "batch_size": 1}),
+        load_stage({"type": "damage_segmentation", "model": str(w / "damage.pt"), "input_scale": 1.0, "batch_size": 1}),
+        load_stage({"type": "component_condition", "model": str(w / "condition.pt")}),
+    ])
+    t = time.perf_counter()
+    frames = 0
+    for f in open_source(clip, SourceOptions(max_frames=n)):
+        pipe([f])
+        frames += 1
+    return {"frames": frames, "seconds": time.perf_counter() - t}
+
+
+def measure_flow(clip: Path, n: int, stride: int) -> dict:
+    from flows.damage_survey import damage_survey
+
+    cfg = yaml.safe_load((ROOT / "flows" / "configs" / "damage-survey.yaml").read_text())
+    cfg["stages"] = [str((ROOT / "flows" / "configs" / s).resolve()) for s in cfg["stages"]]
+    cfg["source"] = {"stride": stride, **({"max_frames": n} if n else {})}
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "flow.yaml").write_text(yaml.safe_dump(cfg))
+        t = time.perf_counter()
+        s = damage_survey(str(clip), str(Path(d) / "out"), str(Path(d) / "flow.yaml"), progress=False)
+        wall = time.perf_counter() - t
+    # the flow's own busy time (chunks, outputs) excludes Prefect's ~15 s server start-up
+    return {"frames": s["frames_processed"], "seconds": s["frames_processed"] / s["fps"], "wall_with_prefect_s": wall,
+            "source_frames_covered": s["frames_processed"] * stride}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--naive-frames", type=int, default=60)
+    ap.add_argument("--flow-frames", type=int, default=0)
+    ap.add_argument("--measure", choices=["decode", "naive", "flow"])
+    ap.add_argument("--clip", type=Path)
+    ap.add_argument("--n", type=int, default=0)
+    ap.add_argument("--stride", type=int, default=1)
+    a = ap.parse_args()
+    if a.measure:
+        r = {"decode": lambda: measure_decode(a.clip, a.n), "naive": lambda: measure_naive(a.clip, a.n),
+             "flow": lambda: measure_flow(a.clip, a.n, a.stride)}[a.measure]()
+        r["peak_rss_mb"] = peak_mb()
+        print("RESULT " + json.dumps(r))
+        return
+    from pipeline.synth.video import facade_video
+
+    clip = CACHE / f"pass_720p_{a.seconds:g}s.mp4"
+    if not clip.exists():
+        facade_video(clip, seconds=a.seconds, seed=11, fps=30, size=(1280, 720))
+    rows = {}
+    for name, args in [("decode-only", ["--measure", "decode"]),
+                       ("naive (all models, full res)", ["--measure", "naive", "--n", str(a.naive_frames)]),
+                       ("flow (shipped config)", ["--measure", "flow", "--n", str(a.flow_frames)]),
+                       ("flow, stride 2", ["--measure", "flow", "--n", str(a.flow_frames), "--stride", "2"])]:
+        out = subprocess.run([sys.executable, __file__, "--clip", str(clip), *args], capture_output=True, text=True, cwd=ROOT)
+        line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
+        if not line:
+            sys.exit(f"{name} failed:\n{out.stderr[-3000:]}")
+        r = json.loads(line[0][7:])
+        r["fps"] = r["frames"] / r["seconds"]
+        rows[name] = r
+        print(f"{name:32s} {r['frames']:5d} frames  {r['fps']:7.2f} frames/s  peak {r['peak_rss_mb']:7.0f} MB", flush=True)
+    naive, flow = rows["naive (all models, full res)"]["fps"], rows["flow (shipped config)"]["fps"]
+    dec = rows["decode-only"]["fps"]
+    s2 = rows["flow, stride 2"]
+    print(f"\nflow / naive = {flow / naive:.2f}x   flow / decode-only = {flow / dec:.3f}")
+    print(f"stride 2 covers {s2['source_frames_covered']} source frames at {s2['source_frames_covered'] / s2['seconds']:.2f} source frames/s "
+          f"({s2['source_frames_covered'] / s2['seconds'] / naive:.2f}x naive)")
+    (CACHE / "throughput.json").write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

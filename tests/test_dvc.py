@@ -1,0 +1,44 @@
+"""`dvc repro` of the real dvc.yaml, with params shrunk so it runs in a minute or two."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, tiny_params
+
+pytestmark = pytest.mark.slow
+
+
+def test_dvc_repro_generates_trains_and_evaluates(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for d in ("pipeline", "stages", "adaptive"):
+        shutil.copytree(ROOT / d, repo / d, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "dvc.yaml", repo)
+    p = tiny_params(Path("data/synth"), Path("data/weights"))
+    p["generate"] |= {"size": 192}
+    p["evaluate"] |= {"data": "data/synth", "weights": "data/weights", "real": "no-real-data-here"}
+    (repo / "params.yaml").write_text(yaml.safe_dump(p))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONPATH": str(repo), "DVC_NO_ANALYTICS": "1"}
+
+    def sh(*cmd):
+        r = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+        assert r.returncode == 0, f"{cmd}: {r.stdout[-2000:]}\n{r.stderr[-3000:]}"
+        return r
+
+    sh("git", "init", "-q")
+    sh(sys.executable, "-m", "dvc", "init", "-q")
+    sh(sys.executable, "-m", "dvc", "repro")
+    for w in ("components.pt", "damage.pt", "condition.pt"):
+        assert (repo / "data" / "weights" / w).stat().st_size > 10_000
+    metrics = yaml.safe_load((repo / "data" / "metrics.json").read_text())
+    assert 0 <= metrics["components"]["miou_fg"] <= 1 and "skipped" in metrics["real_cracks"]
+    assert (repo / "data" / "plots" / "condition_confusion.png").exists()
+    # a second repro has nothing to do: the stages are cached
+    assert "didn't change" in sh(sys.executable, "-m", "dvc", "repro").stdout or "up to date" in sh(sys.executable, "-m", "dvc", "status").stdout
