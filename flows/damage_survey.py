@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 from prefect import flow, task
 from tqdm import tqdm
 
@@ -46,7 +47,8 @@ def _io_fault(task, task_run, state) -> bool:
 
 def _event(r) -> dict:
     tel = r.frame.telemetry
-    dmg = {k: int((r.damage_mask == i).sum()) for i, k in ((1, "crack"), (2, "spall"), (3, "rebar"))} if r.damage_mask is not None else {}
+    counts = np.bincount(r.damage_mask.ravel(), minlength=4) if r.damage_mask is not None else None
+    dmg = {} if counts is None else {k: int(counts[i]) for i, k in ((1, "crack"), (2, "spall"), (3, "rebar"))}
     return {
         "frame": r.frame.index, "time_s": round(r.frame.time_s, 3),
         "gps": None if tel is None else {"lat": tel.lat, "lon": tel.lon, "alt_m": tel.alt_m},
