@@ -69,12 +69,15 @@ def process_chunk(run_key: str, k: int, first: int, stop: int) -> dict:
     out, source, pipe = ctx["out"], ctx["source"], ctx["pipeline"]
     prev = json.loads(_chunk_path(out, k - 1).read_text()) if k > 0 else None
     reg = Registrar(cfg.linking.register_width)
-    if prev and prev["last_frame"] is not None and (img := source.read_at(prev["last_frame"])) is not None:
-        reg.seed(img.image, prev["H"], prev["segment"])
+    if prev:
+        # carry the mosaic plane across chunks, even past a chunk with no readable frame
+        reg.H, reg.segment = np.asarray(prev["H"]), prev["segment"]
+        if prev["last_frame"] is not None and (img := source.read_at(prev["last_frame"])) is not None:
+            reg.seed(img.image, prev["H"], prev["segment"])
     log = EventLog(out / "events.jsonl", resume_offset=prev["offset"] if prev else 0)
     part = VideoPart(out / "parts" / f"part_{k:05d}.mp4", source.fps / cfg.source.stride)
     n_skipped_before = len(source.skipped)
-    obs, n, last, t0 = [], 0, None, time.perf_counter()
+    obs, n, last, t0 = [], 0, prev["last_frame"] if prev else None, time.perf_counter()
     batch = []
 
     def flush():
