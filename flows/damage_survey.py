@@ -33,6 +33,8 @@ DEFAULT_CONFIG = DEFAULT_CONFIGS / "damage-survey.yaml"
 
 # Models and open sources live for the flow run; tasks receive only plain, persistable arguments.
 _RUNS: dict[str, dict] = {}
+# The CLI validates a run (building its pipeline) before Prefect starts; the flow reuses that build.
+_PIPELINES: dict[str, Pipeline] = {}
 
 
 def _io_fault(task, task_run, state) -> bool:
@@ -144,7 +146,10 @@ def prepare(source: str, out: str, config: str | None = None, resume: bool = Fal
         if prior["fingerprint"] != fp:
             raise InspectflowError(f"{out_dir} holds a run of another source or config, which --resume cannot continue",
                                    "use the same --source and --config as that run, or choose another --out")
-    return cfg, src, Pipeline.from_config(cfg, base), fp
+    if fp not in _PIPELINES:
+        _PIPELINES.clear()
+        _PIPELINES[fp] = Pipeline.from_config(cfg, base)
+    return cfg, src, _PIPELINES[fp], fp
 
 
 @flow(name="damage-survey", log_prints=True, persist_result=False)
