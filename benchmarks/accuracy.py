@@ -89,11 +89,10 @@ def main():
     from flows.damage_survey import damage_survey
 
     n = a.rollup_frames
+    from benchmarks._common import shipped_flow_config
+
     with tempfile.TemporaryDirectory() as d:
-        cfg = yaml.safe_load((ROOT / "flows" / "configs" / "damage-survey.yaml").read_text())
-        cfg["stages"] = [str((ROOT / "flows" / "configs" / s).resolve()) for s in cfg["stages"]]
-        cfg["source"] = {"max_frames": n}
-        (Path(d) / "flow.yaml").write_text(yaml.safe_dump(cfg))
+        shipped_flow_config(Path(d) / "flow.yaml", {"max_frames": n})
         s = damage_survey(str(clip), str(Path(d) / "out"), str(Path(d) / "flow.yaml"), progress=False)
     m["clip"]["rollup"] = {"frames": n, "views": s["rollup"]["views"], "unique_components": s["rollup"]["unique_components"],
                            "true_components": true_component_count(clip, n)}

@@ -16,7 +16,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -58,11 +57,10 @@ def measure_naive(clip: Path, n: int) -> dict:
 def measure_flow(clip: Path, n: int, stride: int) -> dict:
     from flows.damage_survey import damage_survey
 
-    cfg = yaml.safe_load((ROOT / "flows" / "configs" / "damage-survey.yaml").read_text())
-    cfg["stages"] = [str((ROOT / "flows" / "configs" / s).resolve()) for s in cfg["stages"]]
-    cfg["source"] = {"stride": stride, **({"max_frames": n} if n else {})}
+    from benchmarks._common import shipped_flow_config
+
     with tempfile.TemporaryDirectory() as d:
-        (Path(d) / "flow.yaml").write_text(yaml.safe_dump(cfg))
+        shipped_flow_config(Path(d) / "flow.yaml", {"stride": stride, **({"max_frames": n} if n else {})})
         t = time.perf_counter()
         s = damage_survey(str(clip), str(Path(d) / "out"), str(Path(d) / "flow.yaml"), progress=False)
         wall = time.perf_counter() - t
