@@ -15,7 +15,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Computer-vis
 synth_app = typer.Typer(no_args_is_help=True, help="Generate synthetic data.")
 app.add_typer(synth_app, name="synth")
 
-FLOWS = ("damage-survey",)
+FLOWS = ("damage-survey", "site-safety")
+alerts_app = typer.Typer(no_args_is_help=True, help="Site-safety alerts.")
+app.add_typer(alerts_app, name="alerts")
 
 
 def _fail(e: InspectflowError) -> None:
@@ -31,10 +33,26 @@ def run(flow_name: str = typer.Argument(..., metavar="FLOW", help=f"one of: {', 
         out: Path = typer.Option(..., help="output folder"),
         config: Optional[Path] = typer.Option(None, help="flow config YAML (default: the shipped one)"),
         resume: bool = typer.Option(False, help="continue an interrupted run in --out")):
-    """Run a flow and write events.jsonl, annotated.mp4, summary.json and report.html."""
+    """Run a flow. damage-survey writes events.jsonl, annotated.mp4, summary.json and report.html;
+    site-safety writes events.jsonl, alerts.jsonl, snapshots/, annotated.mp4 and summary.json."""
     try:
-        if flow_name != "damage-survey":
+        if flow_name not in FLOWS:
             raise InspectflowError(f"unknown flow {flow_name!r}", f"use one of: {', '.join(FLOWS)}")
+        if flow_name == "site-safety":
+            if resume:
+                raise InspectflowError("site-safety runs cannot be resumed (tracking starts afresh)",
+                                       "run again with a new --out")
+            from flows.site_safety import prepare as prepare_safety
+            from flows.site_safety import site_safety
+
+            prepare_safety(source, str(out), str(config) if config else None)
+            s = site_safety(source=source, out=str(out), config=str(config) if config else None)
+            typer.echo(f"{s['frames_processed']} frames at {s['fps']:.1f} frames/s; {s['workers_seen']} workers, "
+                       f"{len(s['violations'])} violations; alerts: {out / 'alerts.jsonl'}")
+            if s["alerts"]["pending"]:
+                typer.echo(f"{s['alerts']['pending']} alerts wait in {out / 'outbox'} for the webhook; "
+                           f"`inspectflow alerts retry --out {out}` sends them")
+            return
         from flows.damage_survey import damage_survey, prepare
 
         prepare(source, str(out), str(config) if config else None, resume)  # bad input fails here, before Prefect starts
@@ -98,6 +116,56 @@ def synth_facade_video(out: Path = typer.Option(..., help="clip path, e.g. clip.
 
     meta = facade_video(out, seconds, seed, fps, (width, height))
     typer.echo(f"wrote {out} ({meta['frames']} frames), {out.with_suffix('.srt')}, {out.with_suffix('.labels.npz')}")
+
+
+@app.command()
+def schedule(flow_name: str = typer.Argument(..., metavar="FLOW", help="site-safety"),
+             cron: str = typer.Option(..., help='cron expression, e.g. "0 7-17 * * 1-5"'),
+             source: str = typer.Option(..., help="video file, image folder, stream URL or camera index"),
+             out: Path = typer.Option(..., help="root folder; each run writes OUT/<UTC time>/"),
+             config: Optional[Path] = typer.Option(None, help="flow config YAML (default: the shipped one)"),
+             name: str = typer.Option("scheduled", help="deployment name"),
+             timezone: str = typer.Option("UTC", help="time zone of the cron expression")):
+    """Serve a flow on a cron schedule against the Prefect server at PREFECT_API_URL (runs until stopped)."""
+    from pipeline.schedule import serve_scheduled
+
+    try:
+        serve_scheduled(flow_name, cron, source, out, config, name, timezone)
+    except InspectflowError as e:
+        _fail(e)
+
+
+@alerts_app.command("retry")
+def alerts_retry(out: Path = typer.Option(..., help="a site-safety run folder"),
+                 webhook: Optional[str] = typer.Option(None, help="URL (default: the one the run used)")):
+    """Send alerts that wait in OUT/outbox because the webhook was down."""
+    from pipeline.safety.alerts import AlertConfig, Outbox
+
+    try:
+        run = out / "run.json"
+        if not run.exists():
+            raise InspectflowError(f"{out} is not a site-safety run folder (no run.json)", "pass the run's --out folder")
+        url = webhook or json.loads(run.read_text())["flow"]["alerts"]["webhook"]
+        if not url:
+            raise InspectflowError("the run had no webhook configured", "pass --webhook URL")
+        box = Outbox(out / "outbox", AlertConfig(webhook=url))
+        left = box.deliver(force=True)
+    except InspectflowError as e:
+        _fail(e)
+    typer.echo(f"delivered {box.delivered}, {left} still waiting")
+    if left:
+        raise typer.Exit(1)
+
+
+@synth_app.command("site-video")
+def synth_site_video(out: Path = typer.Option(..., help="clip path, e.g. site.mp4"),
+                     seconds: float = typer.Option(10, min=0.1), seed: int = typer.Option(0),
+                     fps: float = typer.Option(10, min=1), width: int = typer.Option(1280), height: int = typer.Option(720)):
+    """A fixed site camera: workers walk and take hats off and on; labels in CLIP.labels.jsonl."""
+    from pipeline.synth.site_data import site_video
+
+    meta = site_video(out, seconds, seed, fps, (width, height))
+    typer.echo(f"wrote {out} ({meta['frames']} frames, {meta['workers']} workers), {out.with_suffix('.labels.jsonl')}")
 
 
 def main() -> None:  # pragma: no cover

@@ -62,3 +62,5 @@ class FrameResult:
     damage_mask: np.ndarray | None = None  # HxW uint8, values index DAMAGE_CLASSES
     component_mask: np.ndarray | None = None  # HxW uint8, values index COMPONENT_CLASSES
     components: list[Component] = field(default_factory=list)
+    detections: object | None = None  # pipeline.safety.core.Detections
+    decisions: list = field(default_factory=list)  # pipeline.safety.core.Decision, one per worker head

@@ -22,9 +22,13 @@ class SourceConfig(_Strict):
     stride: int = Field(1, ge=1)
     start: int = Field(0, ge=0)
     max_frames: int | None = Field(None, ge=1)
+    reconnect_tries: int = Field(5, ge=0, description="streams: reopen attempts after a drop")
+    reconnect_wait_s: float = Field(0.5, gt=0)
+    reconnect_max_wait_s: float = Field(8.0, gt=0)
 
     def options(self) -> SourceOptions:
-        return SourceOptions(self.stride, self.start, self.max_frames)
+        return SourceOptions(self.stride, self.start, self.max_frames, self.reconnect_tries, self.reconnect_wait_s,
+                             self.reconnect_max_wait_s)
 
 
 class VideoConfig(_Strict):
@@ -38,12 +42,19 @@ class LinkingConfig(_Strict):
     register_width: int = Field(320, ge=64)
 
 
-class FlowConfig(_Strict):
+class BaseFlowConfig(_Strict):
+    """What every flow has: its stage chain, how to read the source, and the annotated video."""
+
     stages: list[str | dict] = Field(min_length=1)
     source: SourceConfig = SourceConfig()
     batch_size: int = Field(4, ge=1, le=256)
     chunk_frames: int = Field(64, ge=1, description="frames per Prefect task; also the resume granularity")
     video: VideoConfig = VideoConfig()
+
+
+class FlowConfig(BaseFlowConfig):
+    """The damage-survey flow."""
+
     linking: LinkingConfig = LinkingConfig()
     worst: int = Field(12, ge=0, description="how many worst components the report shows")
 
@@ -60,7 +71,7 @@ class Pipeline:
         self.stages = stages
 
     @classmethod
-    def from_config(cls, cfg: FlowConfig, base_dir: Path) -> Pipeline:
+    def from_config(cls, cfg: BaseFlowConfig, base_dir: Path) -> Pipeline:
         from stages import parse_stage
 
         parsed = [parse_stage(s, base_dir) for s in cfg.stages]

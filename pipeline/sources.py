@@ -7,6 +7,7 @@ them), and can re-read a single frame by index, which resuming and frame linking
 from __future__ import annotations
 
 import glob
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,9 @@ class SourceOptions:
     stride: int = 1
     start: int = 0
     max_frames: int | None = None
+    reconnect_tries: int = 5  # streams only: attempts after a drop before giving up
+    reconnect_wait_s: float = 0.5  # first back-off; doubles per attempt
+    reconnect_max_wait_s: float = 8.0
 
     def __post_init__(self):
         if self.stride < 1 or self.start < 0 or (self.max_frames is not None and self.max_frames < 1):
@@ -122,30 +126,64 @@ class ImageSource:
 
 
 class StreamSource:
-    """RTSP/HTTP streams and webcams: unbounded, not seekable, so no resume."""
+    """RTSP/HTTP streams and webcams: unbounded, not seekable, so no resume.
+
+    A dropped stream is reopened with exponential back-off; each outage is recorded in `gaps`.
+    Frame times are wall-clock seconds since the stream opened, so gaps show in them too.
+    """
 
     def __init__(self, url: str, opts: SourceOptions):
         self.name, self.opts = url, opts
-        self.cap = cv2.VideoCapture(int(url) if url.isdigit() else url)
-        if not self.cap.isOpened():
-            raise SourceError(f"cannot open stream or camera {url!r}", "check the URL/camera index and that it is reachable")
+        self.cap = self._open()
+        if self.cap is None:
+            what = "camera" if url.isdigit() else "stream"
+            raise SourceError(f"cannot open {what} {url!r}",
+                              "check the camera index is connected" if url.isdigit() else
+                              "check the URL, and that the stream is up and reachable from this machine")
         self.fps = self.cap.get(cv2.CAP_PROP_FPS) or 25.0
         self.total = None
         self.telemetry: list = []
         self.skipped: list[str] = []
+        self.gaps: list[dict] = []
+
+    def _open(self):
+        cap = cv2.VideoCapture(int(self.name) if self.name.isdigit() else self.name)
+        if cap.isOpened():
+            return cap
+        cap.release()
+        return None
+
+    def _reconnect(self, t0: float) -> bool:
+        self.cap.release()
+        lost, wait = time.monotonic(), self.opts.reconnect_wait_s
+        for attempt in range(1, self.opts.reconnect_tries + 1):
+            time.sleep(wait)
+            cap = self._open()
+            if cap is not None:
+                self.cap = cap
+                self.gaps.append({"lost_at_s": round(lost - t0, 3), "seconds": round(time.monotonic() - lost, 3),
+                                  "attempts": attempt, "recovered": True})
+                return True
+            wait = min(wait * 2, self.opts.reconnect_max_wait_s)
+        self.gaps.append({"lost_at_s": round(lost - t0, 3), "seconds": round(time.monotonic() - lost, 3),
+                          "attempts": self.opts.reconnect_tries, "recovered": False})
+        return False
 
     def indices(self):
         return None
 
     def __iter__(self) -> Iterator[Frame]:
-        i, n = 0, 0
+        i, n, t0 = 0, 0, time.monotonic()
         while self.opts.max_frames is None or n < self.opts.max_frames:
             ok, img = self.cap.read()
             if not ok:
+                # a camera index or a stream that ended or dropped: try to get it back before giving up
+                if self.opts.reconnect_tries and self._reconnect(t0):
+                    continue
                 return
             if i >= self.opts.start and (i - self.opts.start) % self.opts.stride == 0:
                 n += 1
-                yield Frame(index=i, image=img, time_s=i / self.fps, source=self.name)
+                yield Frame(index=i, image=img, time_s=time.monotonic() - t0, source=self.name)
             i += 1
 
     def read_at(self, i: int):

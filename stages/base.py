@@ -24,22 +24,28 @@ def register(cls: type[Stage]) -> type[Stage]:
 class StageConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
     type: str
-    model: Path = Field(description="weights file; relative paths are taken from the config file's folder")
+    model: Path | None = Field(None, description="weights file; relative paths are taken from the config file's folder")
     device: str = "cpu"
     batch_size: int = Field(4, ge=1, le=256)
 
 
 class Stage(ABC):
     type_name: ClassVar[str]
-    task: ClassVar[str]  # the checkpoint task this stage accepts
+    task: ClassVar[str | None]  # the checkpoint task this stage accepts; None for stages without a model
     Config: ClassVar[type[StageConfig]] = StageConfig
     inputs: ClassVar[tuple[str, ...]] = ("image",)
     outputs: ClassVar[tuple[str, ...]]
 
     def __init__(self, cfg: StageConfig):
         self.cfg = cfg
-        self.model, self.meta = checkpoint.load(cfg.model, self.task)
-        self.model.to(cfg.device)
+        if self.task is not None:
+            self.model, self.meta = checkpoint.load(self.require_model(), self.task)
+            self.model.to(cfg.device)
+
+    def require_model(self) -> Path:
+        if self.cfg.model is None:
+            raise ConfigError(f"stage {self.type_name!r} has no `model:`", "set `model:` to its weights file")
+        return self.cfg.model
 
     @abstractmethod
     def process(self, batch: list[FrameResult]) -> None:
@@ -58,7 +64,7 @@ def parse_stage(spec: str | Path | dict, base_dir: Path | None = None) -> tuple[
         raise ConfigError(f"{where}: unknown stage type {kind!r}", f"use one of: {', '.join(sorted(STAGES))}")
     cls = STAGES[kind]
     cfg = validate(cls.Config, data, where)
-    if not cfg.model.is_absolute():
+    if cfg.model is not None and not cfg.model.is_absolute():
         cfg.model = (base / cfg.model).resolve()
     return cls, cfg
 

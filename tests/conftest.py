@@ -72,3 +72,26 @@ def clip(tmp_path_factory) -> Path:
 def run_cli(*args, env=None, timeout=600, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pipeline", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})}, cwd=kw.get("cwd", ROOT))
+
+
+@pytest.fixture(scope="session")
+def tiny_safety(tmp_path_factory) -> dict:
+    """A YOLO-pose safety model really trained (one short epoch) on a few synthetic sites, and a
+    site-safety flow config that uses it, plus a short synthetic site clip."""
+    from pipeline.synth.site_data import generate_sites, site_video
+    from pipeline.train.safety import train
+
+    base = tmp_path_factory.mktemp("tiny_safety")
+    generate_sites(base / "sites", {"train": 16, "val": 4}, size=256, seed=1, progress=False)
+    weights = train({"data": str(base / "sites"), "model": "yolo11n-pose.yaml", "epochs": 1, "imgsz": 256,
+                     "batch": 8, "workers": 0, "val": False, "out": str(base / "safety.pt")})
+    clip = base / "site.mp4"
+    site_video(clip, seconds=3, seed=2, fps=5, size=(320, 192), progress=False)
+    flow_cfg = base / "site-safety.yaml"
+    flow_cfg.write_text(yaml.safe_dump({
+        "stages": [{"type": "safety_detector", "model": str(weights), "imgsz": 256, "conf": 0.01},
+                   {"type": "hardhat_rule", "keypoint_conf": 0.0, "person_conf": 0.01, "head_conf": 0.01}],
+        "chunk_frames": 6, "batch_size": 3, "video": {"scale": 0.5},
+        "status": {"violation_after_s": 0.0, "clear_after_s": 0.0},
+    }))
+    return {"base": base, "weights": weights, "clip": clip, "flow": flow_cfg}

@@ -1,0 +1,115 @@
+"""Site-safety stages: a person/head/hard-hat detector behind a keypoint-backend interface, and the hat rule."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Protocol
+
+import numpy as np
+from pydantic import Field
+
+from pipeline.core import FrameResult
+from pipeline.errors import ConfigError
+from pipeline.models.yolo import load_yolo
+from pipeline.safety.core import Detections
+from pipeline.safety.rule import RuleConfig, decide
+from stages.base import Stage, StageConfig, register
+
+NEEDED = ("person", "hardhat", "head")
+
+
+class DetectorConfig(StageConfig):
+    backend: str = Field("ultralytics", description="keypoint backend; see stages.safety.BACKENDS")
+    imgsz: int = Field(416, ge=64, le=2048)
+    conf: float = Field(0.25, gt=0, lt=1)
+    iou: float = Field(0.6, gt=0, lt=1)
+    tracker: str | None = Field("bytetrack.yaml", description="ultralytics tracker config, or null for no tracking")
+    class_map: dict[str, str] = Field(default_factory=dict,
+                                      description="your model's class names -> person | hardhat | head")
+
+
+class KeypointBackend(Protocol):
+    """Frames in, one `Detections` per frame out, with a head point on person/head boxes."""
+
+    names: tuple[str, ...]
+
+    def __call__(self, images: list[np.ndarray], track: bool) -> list[Detections]: ...
+
+    def reset(self) -> None: ...
+
+
+class UltralyticsBackend:
+    """YOLO pose (person + head keypoint) or plain detect (head boxes) models, with ultralytics' trackers."""
+
+    def __init__(self, cfg: DetectorConfig, model_path):
+        self.cfg = cfg
+        self.model = load_yolo(model_path)
+        if self.model.task not in ("pose", "detect"):
+            raise ConfigError(f"{model_path} is a YOLO {self.model.task!r} model", "use a YOLO pose or detect model")
+        names = [cfg.class_map.get(n, n) for n in (self.model.names[i] for i in sorted(self.model.names))]
+        if "hardhat" not in names or not {"person", "head"} & set(names):
+            raise ConfigError(f"{model_path} has classes {names}; the rule needs `hardhat` and `person` or `head`",
+                              "map your class names with `class_map:` in the detector's stage YAML")
+        self.names = tuple(names)
+
+    def __call__(self, images, track):
+        kw = dict(imgsz=self.cfg.imgsz, conf=self.cfg.conf, iou=self.cfg.iou, device=self.cfg.device, verbose=False)
+        if track and self.cfg.tracker:
+            # trackers are stateful: feed frames in order, one call per frame
+            res = [self.model.track(im, persist=True, tracker=self.cfg.tracker, **kw)[0] for im in images]
+        else:
+            res = self.model.predict(images, **kw)
+        out = []
+        for r in res:
+            d = Detections.from_ultralytics(r)
+            d.names = self.names
+            out.append(d)
+        return out
+
+    def reset(self) -> None:
+        for t in getattr(getattr(self.model, "predictor", None), "trackers", None) or []:
+            t.reset()
+
+
+BACKENDS = {"ultralytics": UltralyticsBackend}
+
+
+@register
+class SafetyDetector(Stage):
+    type_name = "safety_detector"
+    task = None  # YOLO weights, loaded by the backend rather than as a project checkpoint
+    Config: ClassVar = DetectorConfig
+    outputs = ("detections",)
+
+    def __init__(self, cfg: DetectorConfig):
+        super().__init__(cfg)
+        if cfg.backend not in BACKENDS:
+            raise ConfigError(f"unknown keypoint backend {cfg.backend!r}", f"use one of: {', '.join(BACKENDS)}")
+        self.backend: KeypointBackend = BACKENDS[cfg.backend](cfg, self.require_model())
+        self.track = cfg.tracker is not None
+
+    def process(self, batch: list[FrameResult]) -> None:
+        for r, d in zip(batch, self.backend([r.frame.image for r in batch], self.track)):
+            r.detections = d
+
+
+class RuleStageConfig(StageConfig, RuleConfig):
+    pass
+
+
+@register
+class HardHatRule(Stage):
+    """Head point inside a hat box, with the extra geometry of `pipeline.safety.rule`."""
+
+    type_name = "hardhat_rule"
+    task = None
+    Config: ClassVar = RuleStageConfig
+    inputs = ("detections",)
+    outputs = ("decisions",)
+
+    def __init__(self, cfg: RuleStageConfig):
+        super().__init__(cfg)
+        self.rule = RuleConfig(**{k: getattr(cfg, k) for k in RuleConfig.model_fields})
+
+    def process(self, batch: list[FrameResult]) -> None:
+        for r in batch:
+            r.decisions = decide(r.detections, self.rule)
