@@ -18,3 +18,25 @@ def shipped_flow_config(dest: Path, source: dict) -> Path:
     cfg["source"] = source
     dest.write_text(yaml.safe_dump(cfg))
     return dest
+
+
+def peak_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_measure(script: str, name: str, args: list[str]) -> dict:
+    """Run `script --measure ...` in its own process (so peak memory is its own) and parse its RESULT line."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, cwd=ROOT)
+    line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
+    if not line:
+        sys.exit(f"{name} failed:\n{out.stderr[-3000:]}")
+    r = json.loads(line[0][7:])
+    r["fps"] = r["frames"] / r["seconds"]
+    print(f"{name:36s} {r['frames']:5d} frames  {r['fps']:7.2f} frames/s  peak {r['peak_rss_mb']:7.0f} MB", flush=True)
+    return r

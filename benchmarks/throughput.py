@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -20,10 +18,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 CACHE = ROOT / "benchmarks" / ".cache"
-
-
-def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure_decode(clip: Path, n: int) -> dict:
@@ -82,6 +76,8 @@ def main():
     if a.measure:
         r = {"decode": lambda: measure_decode(a.clip, a.n), "naive": lambda: measure_naive(a.clip, a.n),
              "flow": lambda: measure_flow(a.clip, a.n, a.stride)}[a.measure]()
+        from benchmarks._common import peak_mb
+
         r["peak_rss_mb"] = peak_mb()
         print("RESULT " + json.dumps(r))
         return
@@ -90,19 +86,14 @@ def main():
     clip = CACHE / f"pass_720p_{a.seconds:g}s.mp4"
     if not clip.exists():
         facade_video(clip, seconds=a.seconds, seed=11, fps=30, size=(1280, 720))
+    from benchmarks._common import run_measure
+
     rows = {}
     for name, args in [("decode-only", ["--measure", "decode"]),
                        ("naive (all models, full res)", ["--measure", "naive", "--n", str(a.naive_frames)]),
                        ("flow (shipped config)", ["--measure", "flow", "--n", str(a.flow_frames)]),
                        ("flow, stride 2", ["--measure", "flow", "--n", str(a.flow_frames), "--stride", "2"])]:
-        out = subprocess.run([sys.executable, __file__, "--clip", str(clip), *args], capture_output=True, text=True, cwd=ROOT)
-        line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
-        if not line:
-            sys.exit(f"{name} failed:\n{out.stderr[-3000:]}")
-        r = json.loads(line[0][7:])
-        r["fps"] = r["frames"] / r["seconds"]
-        rows[name] = r
-        print(f"{name:32s} {r['frames']:5d} frames  {r['fps']:7.2f} frames/s  peak {r['peak_rss_mb']:7.0f} MB", flush=True)
+        rows[name] = run_measure(__file__, name, ["--clip", str(clip), *args])
     naive, flow = rows["naive (all models, full res)"]["fps"], rows["flow (shipped config)"]["fps"]
     dec = rows["decode-only"]["fps"]
     s2 = rows["flow, stride 2"]

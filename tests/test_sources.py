@@ -94,3 +94,60 @@ def test_glob_source(tmp_path):
 def test_bad_options():
     with pytest.raises(SourceError, match="stride"):
         SourceOptions(stride=0)
+
+
+class _MJPEG:
+    """A real MJPEG-over-HTTP camera on loopback that drops every connection after `per_conn` frames."""
+
+    def __init__(self, per_conn: int = 10):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        import cv2
+        import numpy as np
+
+        me = self
+        self.connections = 0
+
+        class H(BaseHTTPRequestHandler):
+            def do_GET(self):
+                me.connections += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                for i in range(per_conn):
+                    buf = cv2.imencode(".jpg", np.full((96, 128, 3), 20 * i, np.uint8))[1].tobytes()
+                    self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(buf)
+                                     + buf + b"\r\n")
+
+            def log_message(self, *a):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/cam.mjpg"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_dropped_stream_reconnects_and_records_the_gap():
+    cam = _MJPEG(per_conn=10)
+    try:
+        src = open_source(cam.url, SourceOptions(max_frames=25, reconnect_tries=3, reconnect_wait_s=0.05))
+        frames = list(src)
+    finally:
+        cam.close()
+    assert len(frames) == 25 and cam.connections >= 3
+    assert len(src.gaps) >= 2 and all(g["recovered"] for g in src.gaps)
+    assert all(b.time_s >= a.time_s for a, b in zip(frames, frames[1:]))
+
+
+def test_stream_that_stays_down_ends_with_an_unrecovered_gap():
+    cam = _MJPEG(per_conn=5)
+    src = open_source(cam.url, SourceOptions(reconnect_tries=2, reconnect_wait_s=0.05))
+    cam.close()  # the camera goes away for good
+    frames = list(src)
+    assert 0 < len(frames) <= 5
+    assert src.gaps[-1]["recovered"] is False and src.gaps[-1]["attempts"] == 2

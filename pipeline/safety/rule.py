@@ -31,6 +31,7 @@ class RuleConfig(BaseModel):
     max_offset: float = Field(0.6, gt=0, description="hat centre to head point, across, in head widths")
     min_cover: float = Field(0.25, ge=0, le=1, description="share of the upper head region the hat must cover")
     size_range: tuple[float, float] = Field((0.6, 3.0), description="hat width / head width")
+    extra_checks: bool = Field(True, description="false: the paper's base rule only (containment, hats may be shared)")
 
 
 def heads_from(det: Detections, cfg: RuleConfig) -> list[Head]:
@@ -88,10 +89,14 @@ def _fit(head: Head, hat, cfg: RuleConfig) -> tuple[float, dict]:
         ("hat_centre_above_point", not checks["hat_centre_above_point"]),  # below the head: chest height
         ("upper_head_cover", checks["upper_head_cover"] < cfg.min_cover),
         ("size_ratio", not cfg.size_range[0] <= checks["size_ratio"] <= cfg.size_range[1]),
-    ) if bad]
+    ) if bad and (cfg.extra_checks or k == "contains_head_point")]
     checks["failed"] = failed
     # prefer hats that cover the upper head well and sit straight above the point
-    score = 0.0 if failed else checks["upper_head_cover"] * (1 - 0.5 * checks["offset_across"] / cfg.max_offset)
+    if failed:
+        return 0.0, checks
+    if not cfg.extra_checks:
+        return 1.0, checks
+    score = max(checks["upper_head_cover"], 1e-3) * (1 - 0.5 * checks["offset_across"] / cfg.max_offset)
     return score, checks
 
 
@@ -106,10 +111,12 @@ def decide(det: Detections, cfg: RuleConfig) -> list[Decision]:
             g, checks[i][j] = _fit(h, hats.xyxy[j], cfg)
             fit[i, j] = g * hats.confidence[j]
     assigned = {}
-    if fit.size:
+    if fit.size and cfg.extra_checks:
         for i, j in zip(*linear_sum_assignment(-fit)):
             if fit[i, j] > 0:
                 assigned[i] = j
+    elif fit.size:  # base rule: every head takes its best hat, shared or not
+        assigned = {i: int(fit[i].argmax()) for i in range(len(heads)) if fit[i].max() > 0}
     out = []
     for i, h in enumerate(heads):
         near = [{"hat": [round(float(v), 1) for v in hats.xyxy[j]], "hat_conf": round(float(hats.confidence[j]), 3),

@@ -1,0 +1,162 @@
+"""Hard-hat accuracy of the shipped site-safety model and rule.
+
+    python benchmarks/safety_accuracy.py [--weights data/weights/safety.pt] [--synth data/sites]
+
+1. Real: the `val` split of ../shared/data/real/hardhat_workers (skipped when absent). GT `helmet`
+   boxes are wearer heads, `head` boxes non-wearer heads; each predicted head point is matched to
+   the GT box that holds it (pipeline/safety/metrics.py). Reported per head source (pose, head_box,
+   both) so the sources are compared in the same run.
+2. Synthetic: the generator's `test` split, the same metrics, plus how the rule handles each of
+   the four hat situations, against the paper's base rule (containment only) as the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pipeline.models.yolo import load_yolo  # noqa: E402
+from pipeline.safety.core import Detections  # noqa: E402
+from pipeline.safety.metrics import evaluate  # noqa: E402
+from pipeline.safety.rule import RuleConfig, decide  # noqa: E402
+
+CACHE = ROOT / "benchmarks" / ".cache"
+STATUS_CLS = {"worn": "wearer", "no_hat": "non_wearer", "unknown": "unknown"}
+
+
+def detect_all(model, images: list[Path], imgsz: int) -> dict[str, Detections]:
+    out = {}
+    for i in range(0, len(images), 8):
+        batch = images[i : i + 8]
+        for p, r in zip(batch, model.predict([str(x) for x in batch], imgsz=imgsz, conf=0.05, verbose=False)):
+            out[p.name] = Detections.from_ultralytics(r)
+    return out
+
+
+def predictions(dets: dict[str, Detections], rule: RuleConfig) -> tuple[list[dict], dict]:
+    preds, decisions = [], {}
+    for name, d in dets.items():
+        decisions[name] = decide(d, rule)
+        for x in decisions[name]:
+            preds.append({"image": name, "point": x.head.point, "score": x.head.score, "cls": STATUS_CLS[x.status]})
+    return preds, decisions
+
+
+def real_gt(root: Path) -> tuple[list[Path], list[dict]]:
+    images = sorted((root / "images" / "val").glob("*.jpg"))
+    gts = []
+    for p in images:
+        h, w = cv2.imread(str(p)).shape[:2]
+        lab = root / "labels" / "val" / f"{p.stem}.txt"
+        for line in lab.read_text().splitlines() if lab.exists() else []:
+            c, cx, cy, bw, bh = line.split()[:5]
+            if c not in ("0", "2"):
+                continue
+            cx, cy, bw, bh = float(cx) * w, float(cy) * h, float(bw) * w, float(bh) * h
+            gts.append({"image": p.name, "box": [cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2],
+                        "cls": "wearer" if c == "0" else "non_wearer"})
+    return images, gts
+
+
+def synth_gt(root: Path) -> tuple[list[Path], list[dict], list[dict]]:
+    metas = [json.loads(x) for x in (root / "meta" / "test.jsonl").read_text().splitlines() if x.strip()]
+    images = [root / "images" / "test" / m["image"] for m in metas]
+    gts = [{"image": m["image"], "box": h["box"], "cls": "wearer" if h["wears"] else "non_wearer"}
+           for m in metas for h in m["heads"]]
+    return images, gts, metas
+
+
+def iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / max((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter, 1e-9)
+
+
+def situations(metas: list[dict], decisions: dict) -> dict:
+    """Per GT hat: a worn hat must make its wearer `worn`; a held/ground/table hat must make nobody `worn`."""
+    ok = {s: [0, 0] for s in ("worn", "held", "ground", "table")}
+    for m in metas:
+        decs = decisions[m["image"]]
+        for hat in m["hats"]:
+            s = hat["situation"]
+            used = [d for d in decs if d.status == "worn" and d.hat_box is not None and iou(d.hat_box, hat["box"]) > 0.3]
+            if s == "worn":
+                # the wearer: the GT person whose head point this hat holds
+                owner = next((p for p in m["persons"] if p["wears"] and hat["box"][0] <= p["head"][0] <= hat["box"][2]
+                              and hat["box"][1] <= p["head"][1] <= hat["box"][3]), None)
+                if owner is None:
+                    continue
+                good = any(np.hypot(d.head.point[0] - owner["head"][0], d.head.point[1] - owner["head"][1])
+                           < 0.5 * (hat["box"][2] - hat["box"][0]) for d in used)
+            else:
+                good = not used
+            ok[s][0] += int(good)
+            ok[s][1] += 1
+    return {s: {"accuracy": a / n if n else float("nan"), "hats": n} for s, (a, n) in ok.items()}
+
+
+def fmt(m: dict) -> str:
+    w, n = m["wearer"], m["non_wearer"]
+    return (f"wearer AP {100 * w['AP']:5.1f} P {w['precision']:.3f} R {w['recall']:.3f} | non-wearer AP {100 * n['AP']:5.1f} "
+            f"P {n['precision']:.3f} R {n['recall']:.3f} | head miss rate {m['head_miss_rate']:.3f}")
+
+
+def at_operating_point(preds, gts, conf):
+    m = evaluate([p for p in preds if p["score"] >= conf], gts)
+    full = evaluate(preds, gts)  # AP over the whole score range, P/R at the shipped threshold
+    for c in ("wearer", "non_wearer"):
+        m[c]["AP"] = full[c]["AP"]
+    return m
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--weights", type=Path, default=ROOT / "data" / "weights" / "safety.pt")
+    ap.add_argument("--real", type=Path, default=ROOT.parent / "shared" / "data" / "real" / "hardhat_workers")
+    ap.add_argument("--synth", type=Path, default=ROOT / "data" / "sites")
+    ap.add_argument("--imgsz", type=int, default=416)
+    ap.add_argument("--conf", type=float, default=0.3, help="operating threshold for precision/recall")
+    a = ap.parse_args()
+    model = load_yolo(a.weights)
+    results = {}
+    shipped = RuleConfig(person_conf=0.05, head_conf=0.05)
+    if a.real.exists():
+        images, gts = real_gt(a.real)
+        dets = detect_all(model, images, a.imgsz)
+        print(f"real hardhat_workers/val: {len(images)} images, {sum(g['cls'] == 'wearer' for g in gts)} wearer and "
+              f"{sum(g['cls'] == 'non_wearer' for g in gts)} non-wearer heads")
+        for src in ("pose", "head_box", "both"):
+            preds, _ = predictions(dets, shipped.model_copy(update={"head_source": src}))
+            results[f"real/{src}"] = m = at_operating_point(preds, gts, a.conf)
+            print(f"  head source {src:8s} {fmt(m)}")
+    else:
+        print(f"real data not found at {a.real}: skipped")
+    if (a.synth / "meta" / "test.jsonl").exists():
+        images, gts, metas = synth_gt(a.synth)
+        dets = detect_all(model, images, a.imgsz)
+        print(f"synthetic test: {len(images)} images, {len(gts)} heads")
+        for name, rule in (("ours", shipped), ("base rule", shipped.model_copy(update={"extra_checks": False}))):
+            preds, decisions = predictions(dets, rule)
+            results[f"synthetic/{name}"] = m = at_operating_point(preds, gts, a.conf)
+            m["situations"] = situations(metas, decisions)
+            print(f"  {name:9s} {fmt(m)}")
+            print("            situations: " + ", ".join(f"{s} {v['accuracy']:.3f} (n={v['hats']})"
+                                                        for s, v in m["situations"].items()))
+        o, b = results["synthetic/ours"]["situations"], results["synthetic/base rule"]["situations"]
+        print("  ours / base rule, per situation: " + ", ".join(
+            f"{s} {o[s]['accuracy'] / max(b[s]['accuracy'], 1e-9):.2f}x" for s in o))
+    CACHE.mkdir(parents=True, exist_ok=True)
+    (CACHE / "safety_accuracy.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
