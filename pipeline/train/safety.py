@@ -21,12 +21,18 @@ from pipeline.synth.site_data import dataset_yaml, real_hardhat_yolo
 from pipeline.train.common import load_params
 
 
+def _synth_data(p: dict, work: Path) -> Path:
+    # the data folder may have moved since it was generated (another clone, `dvc pull`): point at where it is now
+    synth = Path(p["data"]).resolve()
+    return dataset_yaml(work, {"train": str(synth / "images" / "train"), "val": str(synth / "images" / "val")})
+
+
 def _mixed_data(p: dict, work: Path) -> Path:
     synth = Path(p["data"])
     real = Path(p["real"]) if p.get("real") else None
     if real is None or not (real / "hardhat_workers").exists():
         print(f"real data not found at {real}; training on synthetic sites only")
-        return synth / "data.yaml"
+        return _synth_data(p, work)
     rdata = yaml.safe_load(real_hardhat_yolo(real / "hardhat_workers", work / "real").read_text())
     real_train = sorted((work / "real" / "images" / "train").glob("*.jpg"))
     synth_train = sorted((synth / "images" / "train").glob("*.jpg"))[: int(len(real_train) * p.get("synth_share", 1.0))]
@@ -39,7 +45,7 @@ def train(p: dict) -> Path:
     out = Path(p["out"])
     with tempfile.TemporaryDirectory(prefix="inspectflow-yolo-") as tmp:
         work = Path(tmp)
-        data = _mixed_data(p, work) if p.get("init") else Path(p["data"]) / "data.yaml"
+        data = _mixed_data(p, work) if p.get("init") else _synth_data(p, work)
         model = ul.YOLO(p["init"] if p.get("init") else p["model"], task="pose")
         model.train(data=str(data), epochs=p["epochs"], imgsz=p["imgsz"], batch=p["batch"], lr0=p.get("lr0", 0.01),
                     device="cpu", amp=False, workers=p.get("workers", 2), seed=p.get("seed", 0), deterministic=True,
