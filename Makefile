@@ -19,11 +19,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@
 
-# Generate a 10 s synthetic drone pass and survey it with the shipped weights.
+# Generate a 10 s synthetic drone pass and survey it, then a 10 s site clip and check hard hats, with the shipped weights.
 demo: setup
 	rm -rf runs/demo
 	$(VENV)/bin/inspectflow synth facade-video --out runs/demo/clip.mp4 --seconds 10 --seed 7
 	$(VENV)/bin/inspectflow run damage-survey --source runs/demo/clip.mp4 --out runs/demo/survey
+	$(VENV)/bin/inspectflow synth site-video --out runs/demo/site.mp4 --seconds 10 --seed 1
+	$(VENV)/bin/inspectflow run site-safety --source runs/demo/site.mp4 --out runs/demo/safety
 
 test: setup
 	$(PY) -m pytest

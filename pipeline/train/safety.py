@@ -36,7 +36,8 @@ def _mixed_data(p: dict, work: Path) -> Path:
     rdata = yaml.safe_load(real_hardhat_yolo(real / "hardhat_workers", work / "real").read_text())
     real_train = sorted((work / "real" / "images" / "train").glob("*.jpg"))
     synth_train = sorted((synth / "images" / "train").glob("*.jpg"))[: int(len(real_train) * p.get("synth_share", 1.0))]
-    (work / "train.txt").write_text("\n".join(str(x.resolve()) for x in real_train + synth_train) + "\n")
+    # absolute, not resolved: ultralytics finds labels by path, and the real images are symlinks to the shared set
+    (work / "train.txt").write_text("\n".join(str(x.absolute()) for x in real_train + synth_train) + "\n")
     return dataset_yaml(work, {"train": str(work / "train.txt"), "val": str(Path(rdata["path"]) / rdata["val"])})
 
 
