@@ -40,3 +40,22 @@ def run_measure(script: str, name: str, args: list[str]) -> dict:
     r["fps"] = r["frames"] / r["seconds"]
     print(f"{name:36s} {r['frames']:5d} frames  {r['fps']:7.2f} frames/s  peak {r['peak_rss_mb']:7.0f} MB", flush=True)
     return r
+
+
+def measure_decode(clip: Path, n: int) -> dict:
+    """Decode-only reference: the floor any flow on this clip sits on."""
+    import time
+
+    from pipeline.sources import SourceOptions, open_source
+
+    t = time.perf_counter()
+    frames = sum(1 for _ in open_source(clip, SourceOptions(max_frames=n or None)))
+    return {"frames": frames, "seconds": time.perf_counter() - t}
+
+
+def report_result(r: dict) -> None:
+    """The child side of `run_measure`: add this process's peak memory and print the RESULT line."""
+    import json
+
+    r["peak_rss_mb"] = peak_mb()
+    print("RESULT " + json.dumps(r))

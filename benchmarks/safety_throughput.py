@@ -17,16 +17,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks._common import measure_decode, report_result  # noqa: E402
 CACHE = ROOT / "benchmarks" / ".cache"
 SHIPPED = ROOT / "flows" / "configs" / "site-safety.yaml"
-
-
-def measure_decode(clip: Path, n: int) -> dict:
-    from pipeline.sources import SourceOptions, open_source
-
-    t = time.perf_counter()
-    frames = sum(1 for _ in open_source(clip, SourceOptions(max_frames=n or None)))
-    return {"frames": frames, "seconds": time.perf_counter() - t}
 
 
 def measure_naive(clip: Path, n: int) -> dict:
@@ -69,11 +63,8 @@ def main():
     ap.add_argument("--n", type=int, default=0)
     a = ap.parse_args()
     if a.measure:
-        from benchmarks._common import peak_mb
-
         r = {"decode": measure_decode, "naive": measure_naive, "flow": measure_flow}[a.measure](a.clip, a.n)
-        r["peak_rss_mb"] = peak_mb()
-        print("RESULT " + json.dumps(r))
+        report_result(r)
         return
     from benchmarks._common import run_measure
     from pipeline.synth.site_data import site_video

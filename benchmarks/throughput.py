@@ -17,15 +17,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks._common import measure_decode, report_result  # noqa: E402
 CACHE = ROOT / "benchmarks" / ".cache"
-
-
-def measure_decode(clip: Path, n: int) -> dict:
-    from pipeline.sources import SourceOptions, open_source
-
-    t = time.perf_counter()
-    frames = sum(1 for _ in open_source(clip, SourceOptions(max_frames=n or None)))
-    return {"frames": frames, "seconds": time.perf_counter() - t}
 
 
 def measure_naive(clip: Path, n: int) -> dict:
@@ -76,10 +70,7 @@ def main():
     if a.measure:
         r = {"decode": lambda: measure_decode(a.clip, a.n), "naive": lambda: measure_naive(a.clip, a.n),
              "flow": lambda: measure_flow(a.clip, a.n, a.stride)}[a.measure]()
-        from benchmarks._common import peak_mb
-
-        r["peak_rss_mb"] = peak_mb()
-        print("RESULT " + json.dumps(r))
+        report_result(r)
         return
     from pipeline.synth.video import facade_video
 
