@@ -177,7 +177,7 @@ def calibrate(log_probs, labels, flops, method: str, target_flops: float | None 
     if (target_flops is None) == (target_accuracy is None):
         raise ConfigError("calibrate needs exactly one of target_flops / target_accuracy", "pass one of them")
     grid = [{"patience": k} for k in range(1, len(log_probs))] if method == "pbee" else \
-        [{"threshold": t} for t in np.round(np.linspace(0.3, 1.0, 71), 3)]
+        [{"threshold": float(t)} for t in np.round(np.linspace(0.3, 1.0, 71), 3)]
     rows = []
     for g in grid:
         acc, share = evaluate_exits(log_probs, labels, flops, simulate(log_probs, method, **g))
@@ -194,3 +194,15 @@ def ic_loss(model: EarlyExitModel, logits: list[torch.Tensor], y: torch.Tensor, 
     if not include_final:
         lps = lps[:-1]
     return sum(F.nll_loss(lp, y) for lp in lps) / len(lps)
+
+
+class EarlyExitClassifier(EarlyExitModel):
+    """`adaptive.backbone.Classifier` with exits, built from plain arguments so a checkpoint can name it
+    (class_path + init_args) and a stage YAML can swap it in."""
+
+    def __init__(self, num_classes: int, widths: tuple[int, ...] = (24, 48, 96, 160), exits: tuple[int, ...] = (0, 1, 2),
+                 method: str = "ztw", threshold: float = 0.9, patience: int = 2, hidden: int = 0):
+        from adaptive.backbone import Classifier
+
+        cfg = ExitConfig(method=method, exits=list(exits), threshold=threshold, patience=patience, hidden=hidden)
+        super().__init__(Classifier(num_classes, tuple(widths)), num_classes, cfg)

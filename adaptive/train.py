@@ -48,7 +48,7 @@ def train(model: EarlyExitModel, batches, regime: Regime, epochs: int, lr: float
     if regime == "joint":
         _epochs(model, base_params + exit_params, batches, epochs, lr, all_exits, True)
         return model
-    _epochs(model, base_params, batches, backbone_epochs or epochs, lr, final_only, True)
+    _epochs(model, base_params, batches, epochs if backbone_epochs is None else backbone_epochs, lr, final_only, True)
     if regime == "disjoint":
         for p in base_params:
             p.requires_grad_(False)

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from pipeline.components import crop_rect, extract_components
 from pipeline.core import DAMAGEABLE, FrameResult
+from pipeline.errors import ConfigError
 from pipeline.models.preprocess import to_tensor
 from stages.base import Stage, StageConfig, register
 
@@ -18,6 +19,8 @@ from stages.base import Stage, StageConfig, register
 class ConditionConfig(StageConfig):
     min_area: int = Field(400, ge=1, description="components smaller than this (px) are ignored")
     batch_size: int = Field(64, ge=1, le=1024)
+    exit_threshold: float | None = Field(None, gt=0, le=1, description="early-exit models only: exit confidence; "
+                                         "lower is faster, 1.0 runs every crop to the end. Default: the calibrated one")
 
 
 @register
@@ -27,6 +30,14 @@ class ComponentCondition(Stage):
     Config = ConditionConfig
     inputs = ("image", "component_mask", "damage_mask")
     outputs = ("components",)
+
+    def __init__(self, cfg: ConditionConfig):
+        super().__init__(cfg)
+        if cfg.exit_threshold is not None:
+            if not hasattr(self.model, "infer"):
+                raise ConfigError(f"exit_threshold is set, but {cfg.model} is not an early-exit model",
+                                  "remove exit_threshold, or point `model:` at an early-exit checkpoint (condition_ee.pt)")
+            self.model.cfg.threshold = cfg.exit_threshold
 
     def process(self, batch: list[FrameResult]) -> None:
         size = int(self.meta.get("meta", {}).get("crop_size", 64))

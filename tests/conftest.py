@@ -32,6 +32,8 @@ def tiny_params(data: Path, out: Path) -> dict:
     p["finetune_damage"] |= {"init": str(out / "damage_synth.pt"), "out": str(out / "damage.pt"), "real": None}
     p["train_condition"]["out"] = str(out / "condition.pt")
     p["evaluate"] |= {"data": str(data), "weights": str(out), "real": str(out / "no-real-data")}
+    p["train_condition_ee"] |= {"data": str(data), "init": str(out / "condition.pt"), "subset": 16, "epochs": 1,
+                                "batch": 8, "out": str(out / "condition_ee.pt")}
     sites = data.parent / "sites"
     p["generate_sites"] |= {"out": str(sites), "size": 192, "train": 8, "val": 4, "test": 4}
     p["train_safety"] |= {"data": str(sites), "epochs": 1, "imgsz": 192, "batch": 8, "out": str(out / "safety_synth.pt")}

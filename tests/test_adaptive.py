@@ -87,3 +87,21 @@ def test_bad_exit_config_is_a_clear_error():
 
     with pytest.raises(ValidationError):
         ExitConfig(exits=[0], threshold=1.5)
+
+
+def test_condition_stage_swaps_in_the_early_exit_model_through_yaml(tiny):
+    """train_condition_ee on the tiny data; the condition stage loads it by path alone, and the
+    exit knob is checked against the model it is given."""
+    from pipeline.train.condition_ee import train as train_ee
+    from stages import load_stage
+
+    p = dict(tiny["params"]["train_condition_ee"])
+    pick = train_ee(p)
+    assert 0 < pick["flops_share"] <= 1
+    stage = load_stage({"type": "component_condition", "model": p["out"], "exit_threshold": 0.7})
+    assert stage.model.cfg.threshold == 0.7
+    x = torch.randn(5, 3, 64, 64)
+    probs = torch.softmax(stage.model(x), 1)
+    assert torch.allclose(probs.sum(1), torch.ones(5), atol=1e-4)
+    with pytest.raises(ConfigError, match="not an early-exit model"):
+        load_stage({"type": "component_condition", "model": str(tiny["weights"] / "condition.pt"), "exit_threshold": 0.7})

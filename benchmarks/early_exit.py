@@ -1,0 +1,167 @@
+"""Early exits on the condition classifier: accuracy against average FLOPs for the full model,
+SDN, PBEE and ZTW under each training regime, on the synthetic condition test crops.
+
+    python benchmarks/early_exit.py [--train-subset 8000] [--epochs 3]
+
+- full model: the shipped data/weights/condition.pt (the 100% FLOPs reference, same run);
+- disjoint: that backbone frozen, ICs trained on it; mixed: ICs and backbone trained together from
+  it; joint: everything from scratch for --epochs (so joint gets far less training than the
+  shipped backbone had: read its row with that in mind);
+- PBEE uses the SDN-trained ICs with its own exit rule, as in the ZTW paper.
+Writes benchmarks/results/early_exit.{json,png} and prints the ZTW-paper-style table and the
+wall-clock of batched shrinking inference against the full model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from adaptive.model import EarlyExitModel, ExitConfig, simulate  # noqa: E402
+from adaptive.train import train  # noqa: E402
+from pipeline.models import checkpoint  # noqa: E402
+from pipeline.train.condition import CropDataset, read_crops  # noqa: E402
+
+OUT = ROOT / "benchmarks" / "results"
+BUDGETS = (0.25, 0.5, 0.75, 1.0)
+
+
+def tensors(rows, train: bool, n: int | None = None, seed: int = 0):
+    if n and n < len(rows):
+        rows = [rows[i] for i in np.random.default_rng(seed).choice(len(rows), n, replace=False)]
+    ds = CropDataset(rows, train)
+    xs, ys = zip(*(ds[i] for i in range(len(ds))))
+    return torch.stack(xs), torch.tensor(ys)
+
+
+def batches(x, y, bs=128, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(y), generator=g)
+    return [(x[idx[i : i + bs]], y[idx[i : i + bs]]) for i in range(0, len(y), bs)]
+
+
+def shipped_base():
+    model, _ = checkpoint.load(ROOT / "data" / "weights" / "condition.pt", "condition_classification")
+    return model
+
+
+def curve(m: EarlyExitModel, lps, y, flops, method):
+    grid = [{"patience": k} for k in range(1, m.n_exits + 1)] if method == "pbee" else \
+        [{"threshold": float(t)} for t in np.round(np.linspace(0.25, 1.0, 61), 4)]
+    preds = torch.stack([lp.argmax(1) for lp in lps]).numpy()
+    pts = []
+    for g in grid:
+        where = simulate(lps, method, **g)
+        acc = float((preds[where, np.arange(len(where))] == y.numpy()).mean())
+        pts.append({**g, "accuracy": acc, "flops_share": float(flops[where].mean() / flops[-1])})
+    return pts
+
+
+def best_at(pts, budget):
+    ok = [p["accuracy"] for p in pts if p["flops_share"] <= budget + 1e-9]
+    return max(ok) if ok else float("nan")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", type=Path, default=ROOT / "data" / "synth")
+    ap.add_argument("--train-subset", type=int, default=8000)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--exits", type=int, nargs="+", default=[0, 1, 2])
+    a = ap.parse_args()
+    torch.manual_seed(0)
+    xtr, ytr = tensors(read_crops(a.data, "train"), True, a.train_subset)
+    xte, yte = tensors(read_crops(a.data, "test"), False)
+    tb = batches(xtr, ytr)
+    full = shipped_base().eval()
+    with torch.no_grad():
+        full_acc = float((full(xte).argmax(1) == yte).float().mean())
+    print(f"full model (shipped condition.pt): test accuracy {full_acc:.4f} on {len(yte)} crops; "
+          f"training ICs on {len(ytr)} crops, {a.epochs} epochs per phase")
+    results, models = {"full": {"accuracy": full_acc}}, {}
+    for ic_kind in ("sdn", "ztw"):
+        for regime in ("disjoint", "mixed", "joint"):
+            torch.manual_seed(0)
+            from adaptive.backbone import Classifier
+
+            base = Classifier(4, (24, 48, 96, 160)) if regime == "joint" else shipped_base()
+            m = EarlyExitModel(base, 4, ExitConfig(method=ic_kind, exits=a.exits))
+            t0 = time.time()
+            # disjoint/mixed start from the trained backbone, so their backbone-first phase is already done
+            train(m, tb, regime, a.epochs, lr=3e-3, backbone_epochs=0 if regime != "joint" else None)
+            m.eval()
+            with torch.no_grad():
+                lps = m.log_probs(m.forward_all(xte))
+            flops = m.flops_per_exit(tuple(xte.shape[1:]))
+            per_exit = [float((lp.argmax(1) == yte).float().mean()) for lp in lps]
+            for method in (["sdn", "pbee"] if ic_kind == "sdn" else ["ztw"]):
+                pts = curve(m, lps, yte, flops, method)
+                results[f"{method}/{regime}"] = {"curve": pts, "per_exit_accuracy": per_exit,
+                                                  "flops_share_per_exit": (flops / flops[-1]).tolist(),
+                                                  "table": {str(b): best_at(pts, b) for b in BUDGETS},
+                                                  "train_seconds": round(time.time() - t0, 1)}
+            models[(ic_kind, regime)] = m
+            print(f"  {ic_kind}/{regime}: per-exit accuracy {[round(v, 3) for v in per_exit]} "
+                  f"({time.time() - t0:.0f} s)", flush=True)
+    print("\nbest test accuracy at <= share of the full model's FLOPs (ZTW paper's table format)")
+    print(f"{'method/regime':18s}" + "".join(f"{int(b * 100):>8d}%" for b in BUDGETS))
+    for k, v in results.items():
+        if k != "full":
+            print(f"{k:18s}" + "".join(f"{v['table'][str(b)]:9.4f}" for b in BUDGETS))
+    print(f"{'full model':18s}" + "".join(f"{full_acc if b == 1.0 else float('nan'):9.4f}" for b in BUDGETS))
+    # wall clock: batched shrinking inference of the best ZTW at 50% FLOPs against the full model, same run
+    z = max(("disjoint", "mixed", "joint"), key=lambda r: results[f"ztw/{r}"]["table"]["0.5"])
+    m = models[("ztw", z)]
+    pts = [p for p in results[f"ztw/{z}"]["curve"] if p["flops_share"] <= 0.5]
+    m.cfg.threshold = max(pts, key=lambda p: p["accuracy"])["threshold"] if pts else 0.5
+    torch.set_num_threads(2)
+    with torch.no_grad():
+        t = time.perf_counter()
+        for i in range(0, len(yte), 256):
+            full(xte[i : i + 256])
+        t_full = time.perf_counter() - t
+        t = time.perf_counter()
+        outs = [m.infer(xte[i : i + 256]) for i in range(0, len(yte), 256)]
+        t_ee = time.perf_counter() - t
+    acc_ee = float((torch.cat([o[0] for o in outs]).argmax(1) == yte).float().mean())
+    print(f"\nwall clock on {len(yte)} crops, batch 256: full {t_full:.3f} s, ZTW/{z} at threshold "
+          f"{m.cfg.threshold} {t_ee:.3f} s ({t_full / t_ee:.2f}x), accuracy {acc_ee:.4f} vs {full_acc:.4f} "
+          f"({100 * acc_ee / full_acc:.1f}% of full)")
+    results["wall_clock"] = {"regime": z, "threshold": m.cfg.threshold, "full_s": t_full, "ztw_s": t_ee,
+                             "speedup": t_full / t_ee, "accuracy": acc_ee, "full_accuracy": full_acc}
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "early_exit.json").write_text(json.dumps(results, indent=2))
+    plot(results, OUT / "early_exit.png")
+
+
+def plot(results, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), sharey=True)
+    for ax, regime in zip(axes, ("disjoint", "mixed", "joint")):
+        for method, style in (("sdn", "-"), ("pbee", "--"), ("ztw", "-")):
+            pts = sorted(results[f"{method}/{regime}"]["curve"], key=lambda p: p["flops_share"])
+            ax.plot([p["flops_share"] for p in pts], [p["accuracy"] for p in pts], style, marker=".", label=method.upper())
+        ax.axhline(results["full"]["accuracy"], color="k", lw=0.8, ls=":", label="full model")
+        ax.set(title=f"{regime} training", xlabel="average FLOPs / full model")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test accuracy (condition crops)")
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
