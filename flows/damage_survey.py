@@ -52,7 +52,7 @@ def _event(r) -> dict:
     counts = np.bincount(r.damage_mask.ravel(), minlength=4) if r.damage_mask is not None else None
     dmg = {} if counts is None else {k: int(counts[i]) for i, k in ((1, "crack"), (2, "spall"), (3, "rebar"))}
     return {
-        "frame": r.frame.index, "time_s": round(r.frame.time_s, 3),
+        "frame": r.frame.index, "time_s": round(r.frame.time_s, 3), "reused": r.reused,
         "gps": None if tel is None else {"lat": tel.lat, "lon": tel.lon, "alt_m": tel.alt_m},
         "damage_px": dmg,
         "components": [{"class": c.class_name, "box": list(c.box), "area_px": c.area_px, "damage_px": c.damage_px,
@@ -79,6 +79,8 @@ def process_chunk(run_key: str, k: int, first: int, stop: int) -> dict:
     log = EventLog(out / "events.jsonl", resume_offset=prev["offset"] if prev else 0)
     part = VideoPart(out / "parts" / f"part_{k:05d}.mp4", source.fps / cfg.source.stride)
     n_skipped_before = len(source.skipped)
+    pipe.reset()  # reuse only within a chunk, so a resumed chunk computes exactly what the first try did
+    reused_before = pipe.reused
     obs, n, last, t0 = [], 0, prev["last_frame"] if prev else None, time.perf_counter()
     batch = []
 
@@ -109,7 +111,7 @@ def process_chunk(run_key: str, k: int, first: int, stop: int) -> dict:
     log.close()
     part.close()
     marker = {"chunk": k, "first": first, "stop": stop, "frames": n, "last_frame": last, "H": reg.H.tolist(), "segment": reg.segment,
-              "offset": offset, "seconds": round(time.perf_counter() - t0, 3),
+              "offset": offset, "seconds": round(time.perf_counter() - t0, 3), "reused": pipe.reused - reused_before,
               "skipped": source.skipped[n_skipped_before:], "observations": obs}
     atomic_json(_chunk_path(out, k), marker)  # last: its presence means the chunk is complete
     return {"chunk": k, "frames": n, "seconds": marker["seconds"]}
@@ -186,6 +188,7 @@ def finish(out_dir: Path, src, cfg: FlowConfig, plan, seconds: float, config: st
     summary = {
         "version": pipeline.__version__, "run": {"source": src.name, "config": config},
         "frames_processed": n, "fps": n / max(busy, 1e-9), "seconds": round(seconds, 2),
+        "frames_reused": sum(m.get("reused", 0) for m in markers),
         "skipped": [s for m in markers for s in m["skipped"]], "rollup": rollup,
     }
     if cfg.video.enabled:

@@ -73,7 +73,7 @@ def process_chunk(run_key: str, k: int) -> dict:
                     observed[d.head.track_id] = d.status
                     ctx["workers"].add(d.head.track_id)
             changes = status.update(r.frame.time_s, observed)
-            log.append({"frame": r.frame.index, "time_s": round(r.frame.time_s, 3),
+            log.append({"frame": r.frame.index, "time_s": round(r.frame.time_s, 3), "reused": r.reused,
                         "workers": [d.to_json() for d in r.decisions], "changes": changes})
             if changes:
                 img = annotate_safety(r, ctx["zones"], status.violating())
@@ -120,6 +120,7 @@ def site_safety(source: str, out: str, config: str | None = None, progress: bool
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_json(out_dir / "run.json", {"source": str(source), "config": str(config or DEFAULT_CONFIG),
                                        "flow": cfg.model_dump(), "started": datetime.now(timezone.utc).isoformat()})
+    pipe.reset()
     for stage in pipe.stages:
         if hasattr(stage, "backend"):
             stage.backend.reset()  # a new run must not inherit the last run's track ids
@@ -151,7 +152,7 @@ def site_safety(source: str, out: str, config: str | None = None, progress: bool
     summary = {
         "version": pipeline.__version__, "run": {"source": src.name, "config": str(config or DEFAULT_CONFIG)},
         "frames_processed": n, "fps": n / max(busy, 1e-9), "seconds": round(time.perf_counter() - t0, 2),
-        "workers_seen": len(ctx["workers"]),
+        "workers_seen": len(ctx["workers"]), "frames_reused": pipe.reused,
         "violations": [a for a in alerts if a["type"] == "violation_start"],
         "alerts": delivery, "stream_gaps": getattr(src, "gaps", []), "skipped": src.skipped,
     }

@@ -64,3 +64,4 @@ class FrameResult:
     components: list[Component] = field(default_factory=list)
     detections: object | None = None  # pipeline.safety.core.Detections
     decisions: list = field(default_factory=list)  # pipeline.safety.core.Decision, one per worker head
+    reused: bool = False  # True when the frame gate gave it the last computed frame's results

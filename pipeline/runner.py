@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pipeline.config import load_yaml, validate
 from pipeline.core import Frame, FrameResult
 from pipeline.errors import ConfigError
+from pipeline.reuse import FrameGate, ReuseConfig
 from pipeline.sources import SourceOptions
 
 DEFAULT_CONFIGS = Path(__file__).resolve().parent.parent / "flows" / "configs"
@@ -50,6 +51,7 @@ class BaseFlowConfig(_Strict):
     batch_size: int = Field(4, ge=1, le=256)
     chunk_frames: int = Field(64, ge=1, description="frames per Prefect task; also the resume granularity")
     video: VideoConfig = VideoConfig()
+    reuse: ReuseConfig = ReuseConfig()
 
 
 class FlowConfig(BaseFlowConfig):
@@ -67,8 +69,14 @@ def load_flow_config(path: str | Path) -> tuple[FlowConfig, Path]:
 class Pipeline:
     """Stages in order; each must find its inputs among what earlier stages produce."""
 
-    def __init__(self, stages: list):
+    def __init__(self, stages: list, reuse: ReuseConfig | None = None):
         self.stages = stages
+        self.reuse = reuse or ReuseConfig()
+        self.gate = FrameGate(self.reuse) if self.reuse.enabled else None
+
+    def reset(self) -> None:
+        """Forget the reuse reference: a new run must not take results from the last one."""
+        self.gate = FrameGate(self.reuse) if self.reuse.enabled else None
 
     @classmethod
     def from_config(cls, cfg: BaseFlowConfig, base_dir: Path) -> Pipeline:
@@ -83,10 +91,23 @@ class Pipeline:
                                   "reorder the `stages:` list or add the stage that produces it")
             have |= set(stage_cls.outputs)
         # models load only after the whole chain has validated
-        return cls([stage_cls(stage_cfg) for stage_cls, stage_cfg in parsed])
+        return cls([stage_cls(stage_cfg) for stage_cls, stage_cfg in parsed], cfg.reuse)
+
+    def _run(self, frames: list[Frame]) -> list[FrameResult]:
+        results = [FrameResult(frame=f) for f in frames]
+        if results:
+            for stage in self.stages:
+                stage.process(results)
+        return results
 
     def __call__(self, frames: list[Frame]) -> list[FrameResult]:
-        results = [FrameResult(frame=f) for f in frames]
-        for stage in self.stages:
-            stage.process(results)
-        return results
+        if self.gate is None:
+            return self._run(frames)
+        plan = self.gate.plan(frames)
+        todo = [i for i, p in enumerate(plan) if p is None]
+        computed = dict(zip(todo, self._run([frames[i] for i in todo])))
+        return self.gate.fill(frames, plan, computed)
+
+    @property
+    def reused(self) -> int:
+        return 0 if self.gate is None else self.gate.reused

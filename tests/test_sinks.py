@@ -31,3 +31,32 @@ def test_atomic_json_leaves_no_temporary_files(tmp_path):
     atomic_json(tmp_path / "a" / "s.json", {"x": 2})
     assert json.loads((tmp_path / "a" / "s.json").read_text()) == {"x": 2}
     assert [f.name for f in (tmp_path / "a").iterdir()] == ["s.json"]
+
+
+def test_frame_gate_reuses_near_duplicates_and_bounds_staleness():
+    import numpy as np
+
+    from pipeline.core import Frame
+    from pipeline.runner import Pipeline
+    from pipeline.reuse import ReuseConfig
+
+    calls = []
+
+    class Count:
+        def process(self, batch):
+            calls.extend(r.frame.index for r in batch)
+            for r in batch:
+                r.decisions = [r.frame.index]
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (72, 128, 3), dtype=np.uint8)
+    other = rng.integers(0, 255, (72, 128, 3), dtype=np.uint8)
+    imgs = [base, base, base, base, other, other, base]
+    frames = [Frame(i, im, i / 10, "t") for i, im in enumerate(imgs)]
+    pipe = Pipeline([Count()], ReuseConfig(enabled=True, max_diff=1.0, max_run=2))
+    out = pipe(frames[:3]) + pipe(frames[3:])  # the reference carries across batches
+    assert calls == [0, 3, 4, 6]  # frames 1-2 reuse 0; 3 is a third repeat (max_run); 5 reuses 4
+    assert [r.decisions[0] for r in out] == [0, 0, 0, 3, 4, 4, 6]
+    assert [r.reused for r in out] == [False, True, True, False, False, True, False] and pipe.reused == 3
+    pipe.reset()
+    assert pipe([frames[0]])[0].reused is False  # a new run starts without a reference
