@@ -46,7 +46,10 @@ def predictions(dets: dict[str, Detections], rule: RuleConfig) -> tuple[list[dic
     for name, d in dets.items():
         decisions[name] = decide(d, rule)
         for x in decisions[name]:
-            preds.append({"image": name, "point": x.head.point, "score": x.head.score, "cls": STATUS_CLS[x.status]})
+            # rank a wearer by head and hat scores, a non-wearer by head score and how faint any hat on it was
+            score = x.head.score * (x.hat_score if x.status == "worn" else 1 - x.why.get("faint_hat_conf", 0.0))
+            preds.append({"image": name, "point": x.head.point, "score": score, "det": x.head.score,
+                          "cls": STATUS_CLS[x.status]})
     return preds, decisions
 
 
@@ -111,7 +114,7 @@ def fmt(m: dict) -> str:
 
 
 def at_operating_point(preds, gts, conf):
-    m = evaluate([p for p in preds if p["score"] >= conf], gts)
+    m = evaluate([p for p in preds if p["det"] >= conf], gts)
     full = evaluate(preds, gts)  # AP over the whole score range, P/R at the shipped threshold
     for c in ("wearer", "non_wearer"):
         m[c]["AP"] = full[c]["AP"]
@@ -124,11 +127,16 @@ def main():
     ap.add_argument("--real", type=Path, default=ROOT.parent / "shared" / "data" / "real" / "hardhat_workers")
     ap.add_argument("--synth", type=Path, default=ROOT / "data" / "sites")
     ap.add_argument("--imgsz", type=int, default=416)
-    ap.add_argument("--conf", type=float, default=0.3, help="operating threshold for precision/recall")
+    ap.add_argument("--conf", type=float, default=0.25, help="detection threshold for precision/recall (the detector's conf)")
     a = ap.parse_args()
     model = load_yolo(a.weights)
     results = {}
-    shipped = RuleConfig(person_conf=0.05, head_conf=0.05)
+    # the shipped rule, with detection thresholds opened up so AP sees the whole score range
+    import yaml
+
+    rule_yaml = {k: v for k, v in yaml.safe_load((ROOT / "stages/configs/hardhat_rule.yaml").read_text()).items()
+                 if k != "type"}
+    shipped = RuleConfig(**{**rule_yaml, "person_conf": 0.05, "head_conf": 0.05})
     if a.real.exists():
         images, gts = real_gt(a.real)
         dets = detect_all(model, images, a.imgsz)

@@ -57,14 +57,15 @@ def heads_from(det: Detections, cfg: RuleConfig) -> list[Head]:
                        key=lambda j: box(*hb.xyxy[j]).centroid.distance(pt), default=None)
             if best is not None:
                 used.add(best)
-                h.region, h.source = tuple(hb.xyxy[best]), "both"
+                # a head box around the keypoint confirms it: the point is as sure as that box
+                h.region, h.source, h.point_conf = tuple(hb.xyxy[best]), "both", 1.0
         for j in range(len(hb)):
             if j in used or hb.confidence[j] < cfg.head_conf:
                 continue
             x0, y0, x1, y1 = hb.xyxy[j]
-            c = float(hb.confidence[j])
-            heads.append(Head(((x0 + x1) / 2, (y0 + y1) / 2), c, tuple(hb.xyxy[j]), c, "head_box", None,
-                              int(hb.tracker_id[j])))
+            # a point taken from a box is where the box is; `head_conf` already judged the box
+            heads.append(Head(((x0 + x1) / 2, (y0 + y1) / 2), 1.0, tuple(hb.xyxy[j]), float(hb.confidence[j]),
+                              "head_box", None, int(hb.tracker_id[j])))
     return heads
 
 
@@ -103,13 +104,19 @@ def _fit(head: Head, hat, cfg: RuleConfig) -> tuple[float, dict]:
 def decide(det: Detections, cfg: RuleConfig) -> list[Decision]:
     heads = heads_from(det, cfg)
     hats = det.of("hardhat")
-    hats = hats[hats.confidence >= cfg.hat_conf]
     fit = np.zeros((len(heads), len(hats)))
     checks = [[None] * len(hats) for _ in heads]
     for i, h in enumerate(heads):
         for j in range(len(hats)):
             g, checks[i][j] = _fit(h, hats.xyxy[j], cfg)
             fit[i, j] = g * hats.confidence[j]
+    # the strongest fitting hat below the threshold still says something: a "no hat" with a faint hat
+    # on the head is less sure than one with nothing there (used to rank violations)
+    evidence = [float(max((hats.confidence[j] for j in range(len(hats)) if fit[i, j] > 0), default=0.0))
+                for i in range(len(heads))]
+    keep = hats.confidence >= cfg.hat_conf
+    hats, fit = hats[keep], fit[:, keep]
+    checks = [[c for c, k in zip(row, keep) if k] for row in checks]
     assigned = {}
     if fit.size and cfg.extra_checks:
         for i, j in zip(*linear_sum_assignment(-fit)):
@@ -133,5 +140,6 @@ def decide(det: Detections, cfg: RuleConfig) -> list[Decision]:
             taken = [c for c in near if not c["failed"]]
             rule = ("every fitting hat went to a closer-fitting head" if taken else
                     "no hat box fits this head" if near else "no hat box holds the head point")
-            out.append(Decision(h, "no_hat", why={"rule": rule, "candidates": near}))
+            out.append(Decision(h, "no_hat", why={"rule": rule, "candidates": near,
+                                                  "faint_hat_conf": round(evidence[i], 3)}))
     return out
