@@ -38,7 +38,9 @@ def tiny_params(data: Path, out: Path) -> dict:
     p["generate_sites"] |= {"out": str(sites), "size": 192, "train": 8, "val": 4, "test": 4}
     p["train_safety"] |= {"data": str(sites), "epochs": 1, "imgsz": 192, "batch": 8, "out": str(out / "safety_synth.pt")}
     p["finetune_safety"] |= {"data": str(sites), "epochs": 1, "imgsz": 192, "batch": 8, "real": None,
-                             "init": str(out / "safety_synth.pt"), "out": str(out / "safety.pt")}
+                             "init": str(out / "safety_synth.pt"), "out": str(out / "safety_real1.pt")}
+    p["refine_safety"] |= {"data": str(sites), "epochs": 1, "imgsz": 192, "batch": 8, "real": None,
+                           "init": str(out / "safety_real1.pt"), "out": str(out / "safety.pt")}
     return p
 
 
