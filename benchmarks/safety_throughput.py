@@ -37,7 +37,30 @@ def measure_naive(clip: Path, n: int) -> dict:
     return {"frames": frames, "seconds": time.perf_counter() - t}
 
 
-def measure_flow(clip: Path, n: int) -> dict:
+def status_f1(events: Path, labels: Path) -> float:
+    """Per frame and worker: a prediction is right when its head point falls in a GT worker's head box
+    and its worn / no-hat call matches the GT. F1 over all frames (unknown calls count as misses)."""
+    gt = {json.loads(x)["frame"]: json.loads(x) for x in labels.read_text().splitlines() if x.strip()}
+    tp = fp = fn = 0
+    for line in events.read_text().splitlines():
+        e = json.loads(line)
+        heads = gt[e["frame"]]["heads"]
+        used = set()
+        for w in e["workers"]:
+            if w["status"] == "unknown":
+                continue
+            hit = next((i for i, h in enumerate(heads) if i not in used and h["box"][0] <= w["head"][0] <= h["box"][2]
+                        and h["box"][1] <= w["head"][1] <= h["box"][3]), None)
+            if hit is not None and (w["status"] == "worn") == heads[hit]["wears"]:
+                tp += 1
+                used.add(hit)
+            else:
+                fp += 1
+        fn += len(heads) - len(used)
+    return 2 * tp / max(2 * tp + fp + fn, 1)
+
+
+def measure_flow(clip: Path, n: int, reuse: bool = False) -> dict:
     import yaml
 
     from flows.site_safety import site_safety
@@ -45,25 +68,28 @@ def measure_flow(clip: Path, n: int) -> dict:
     with tempfile.TemporaryDirectory() as d:
         cfg = yaml.safe_load(SHIPPED.read_text())
         cfg["stages"] = [str((SHIPPED.parent / s).resolve()) for s in cfg["stages"]]
+        cfg["reuse"]["enabled"] = reuse
         if n:
             cfg["source"]["max_frames"] = n
         (Path(d) / "flow.yaml").write_text(yaml.safe_dump(cfg))
         s = site_safety(str(clip), str(Path(d) / "out"), str(Path(d) / "flow.yaml"), progress=False)
+        f1 = status_f1(Path(d) / "out" / "events.jsonl", clip.with_suffix(".labels.jsonl"))
     # the flow's busy time excludes Prefect's start-up
-    return {"frames": s["frames_processed"], "seconds": s["frames_processed"] / s["fps"],
-            "workers": s["workers_seen"], "violations": len(s["violations"])}
+    return {"frames": s["frames_processed"], "seconds": s["frames_processed"] / s["fps"], "hardhat_f1": f1,
+            "workers": s["workers_seen"], "violations": len(s["violations"]), "reused": s["frames_reused"]}
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--naive-frames", type=int, default=40)
-    ap.add_argument("--measure", choices=["decode", "naive", "flow"])
+    ap.add_argument("--measure", choices=["decode", "naive", "flow", "flow-reuse"])
     ap.add_argument("--clip", type=Path)
     ap.add_argument("--n", type=int, default=0)
     a = ap.parse_args()
     if a.measure:
-        r = {"decode": measure_decode, "naive": measure_naive, "flow": measure_flow}[a.measure](a.clip, a.n)
+        r = {"decode": measure_decode, "naive": measure_naive, "flow": measure_flow,
+             "flow-reuse": lambda c, n: measure_flow(c, n, reuse=True)}[a.measure](a.clip, a.n)
         report_result(r)
         return
     from benchmarks._common import run_measure
@@ -76,9 +102,13 @@ def main():
         ("decode-only", ["--measure", "decode"]),
         ("naive (2 models, full res, no tracking)", ["--measure", "naive", "--n", str(a.naive_frames)]),
         ("flow (shipped config)", ["--measure", "flow"]),
+        ("flow + frame reuse", ["--measure", "flow-reuse"]),
     ]}
     flow, naive = rows["flow (shipped config)"]["fps"], rows["naive (2 models, full res, no tracking)"]["fps"]
+    reuse = rows["flow + frame reuse"]
     print(f"\nflow / naive = {flow / naive:.2f}x   flow / decode-only = {flow / rows['decode-only']['fps']:.3f}")
+    print(f"hard-hat status F1 vs the clip's labels: flow {rows['flow (shipped config)']['hardhat_f1']:.3f}, "
+          f"with reuse {reuse['hardhat_f1']:.3f} ({reuse['reused']} frames reused, {reuse['fps'] / flow:.2f}x the flow)")
     (CACHE / "safety_throughput.json").write_text(json.dumps(rows, indent=2))
 
 
