@@ -26,7 +26,8 @@ from pipeline.safety.alerts import AlertConfig, AlertSink
 from pipeline.safety.draw import annotate_safety
 from pipeline.safety.status import StatusConfig, WorkerStatus
 from pipeline.safety.zones import Zone, ZoneMap
-from pipeline.sinks import EventLog, VideoPart, atomic_json, concat_videos
+from pipeline.safety.report import render_safety_html
+from pipeline.sinks import EventLog, VideoPart, atomic_json, atomic_write, concat_videos
 from pipeline.sources import open_source
 
 DEFAULT_CONFIG = DEFAULT_CONFIGS / "site-safety.yaml"
@@ -111,7 +112,8 @@ def prepare(source: str, out: str, config: str | None = None):
 @flow(name="site-safety", log_prints=True, persist_result=False)
 def site_safety(source: str, out: str, config: str | None = None, progress: bool = True,
                 run_subdir: bool = False) -> dict:
-    """Check hard hats on `source`; write events.jsonl, alerts.jsonl, snapshots/, annotated.mp4 and summary.json.
+    """Check hard hats on `source`; write events.jsonl, alerts.jsonl, snapshots/, annotated.mp4, summary.json
+    and report.html.
     With `run_subdir`, each run writes to a new OUT/<UTC time>/ folder (used by scheduled jobs)."""
     if run_subdir:
         out = str(Path(out) / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
@@ -157,5 +159,6 @@ def site_safety(source: str, out: str, config: str | None = None, progress: bool
         "alerts": delivery, "stream_gaps": getattr(src, "gaps", []), "skipped": src.skipped,
     }
     atomic_json(out_dir / "summary.json", summary)
+    atomic_write(out_dir / "report.html", render_safety_html(summary, out_dir))
     return summary
 

@@ -48,7 +48,7 @@ def run(flow_name: str = typer.Argument(..., metavar="FLOW", help=f"one of: {', 
             prepare_safety(source, str(out), str(config) if config else None)
             s = site_safety(source=source, out=str(out), config=str(config) if config else None)
             typer.echo(f"{s['frames_processed']} frames at {s['fps']:.1f} frames/s; {s['workers_seen']} workers, "
-                       f"{len(s['violations'])} violations; alerts: {out / 'alerts.jsonl'}")
+                       f"{len(s['violations'])} violations; alerts: {out / 'alerts.jsonl'}; report: {out / 'report.html'}")
             if s["alerts"]["pending"]:
                 typer.echo(f"{s['alerts']['pending']} alerts wait in {out / 'outbox'} for the webhook; "
                            f"`inspectflow alerts retry --out {out}` sends them")

@@ -152,6 +152,8 @@ def test_site_safety_flow_writes_everything(tiny_safety, tmp_path):
     # every alert the flow raised reached the webhook
     assert summary["alerts"]["alerts"] == len(alerts) == len(hook.received) and summary["alerts"]["pending"] == 0
     assert not (out / "parts").exists()
+    page = (out / "report.html").read_text()
+    assert "Site safety" in page and "data:image/png;base64" in page and f"{len(summary['violations'])} violations" in page
 
 
 def test_site_safety_bad_inputs(tiny_safety, tmp_path):

@@ -30,6 +30,8 @@ class RuleConfig(BaseModel):
     head_scale: float = Field(0.13, gt=0, lt=1, description="head height / person height, when only a point is known")
     max_offset: float = Field(0.6, gt=0, description="hat centre to head point, across, in head widths")
     min_cover: float = Field(0.25, ge=0, le=1, description="share of the upper head region the hat must cover")
+    max_below: float = Field(0.15, ge=0, description="how far the hat centre may sit below the head point, in head "
+                                                     "heights: predicted boxes are loose, a hat held at the chest is far lower")
     size_range: tuple[float, float] = Field((0.6, 3.0), description="hat width / head width")
     extra_checks: bool = Field(True, description="false: the paper's base rule only (containment, hats may be shared)")
 
@@ -80,7 +82,7 @@ def _fit(head: Head, hat, cfg: RuleConfig) -> tuple[float, dict]:
     checks = {
         "contains_head_point": bool(hat_poly.covers(pt)),
         "offset_across": round(abs(cx - head.point[0]) / max(hw, 1e-6), 3),
-        "hat_centre_above_point": bool(cy <= head.point[1]),
+        "hat_centre_above_point": bool(cy <= head.point[1] + cfg.max_below * hh),
         "upper_head_cover": round(hat_poly.intersection(upper).area / max(upper.area, 1e-6), 3),
         "size_ratio": round((hat[2] - hat[0]) / max(hw, 1e-6), 3),
     }
