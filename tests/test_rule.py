@@ -116,3 +116,11 @@ def test_bad_rule_config_is_rejected():
         RuleConfig(head_source="elbow")
     with pytest.raises(ValidationError):
         RuleConfig(keypoint_conf=1.5)
+
+
+def test_loose_predicted_hat_box_slightly_below_the_point_still_counts():
+    # a detector's box around hat and head alike: its centre a hair below the head point
+    loose = (HAT, 182, 82, 218, 120, 0.9)  # centre y 101 vs head point 100; head height ~39
+    d = decide(dets(person(200), loose), RuleConfig(head_source="pose"))
+    assert d[0].status == "worn"
+    assert decide(dets(person(200), loose), RuleConfig(head_source="pose", max_below=0.0))[0].status == "no_hat"
