@@ -163,12 +163,21 @@ def evaluate_exits(log_probs, labels: torch.Tensor, flops: np.ndarray, where: np
     """(accuracy, mean FLOPs as a share of the full model) for the given per-sample exits."""
     preds = torch.stack([lp.argmax(1) for lp in log_probs]).numpy()  # E, N
     acc = float((preds[where, np.arange(len(where))] == labels.numpy()).mean())
-    # the full model is the backbone + final head alone, without ICs
-    return acc, float(flops[where].mean() / flops_full(flops))
+    return acc, float(flops[where].mean() / flops[-1])
 
 
-def flops_full(flops: np.ndarray) -> float:
-    return float(flops[-1])
+def sweep(log_probs, labels, flops, method: str, thresholds=None) -> list[dict]:
+    """Accuracy and FLOPs share for every setting of the exit rule: the accuracy-FLOPs curve."""
+    if method == "pbee":
+        grid = [{"patience": k} for k in range(1, len(log_probs) + 1)]  # the last: never exit early
+    else:
+        ts = np.round(np.linspace(0.3, 1.0, 71), 3) if thresholds is None else thresholds
+        grid = [{"threshold": float(t)} for t in ts]
+    rows = []
+    for g in grid:
+        acc, share = evaluate_exits(log_probs, labels, flops, simulate(log_probs, method, **g))
+        rows.append({**g, "accuracy": acc, "flops_share": share})
+    return rows
 
 
 def calibrate(log_probs, labels, flops, method: str, target_flops: float | None = None,
@@ -176,12 +185,7 @@ def calibrate(log_probs, labels, flops, method: str, target_flops: float | None 
     """Pick the threshold (or patience) that meets a FLOPs share, or an accuracy, on validation data."""
     if (target_flops is None) == (target_accuracy is None):
         raise ConfigError("calibrate needs exactly one of target_flops / target_accuracy", "pass one of them")
-    grid = [{"patience": k} for k in range(1, len(log_probs))] if method == "pbee" else \
-        [{"threshold": float(t)} for t in np.round(np.linspace(0.3, 1.0, 71), 3)]
-    rows = []
-    for g in grid:
-        acc, share = evaluate_exits(log_probs, labels, flops, simulate(log_probs, method, **g))
-        rows.append({**g, "accuracy": acc, "flops_share": share})
+    rows = sweep(log_probs, labels, flops, method)
     if target_flops is not None:
         ok = [r for r in rows if r["flops_share"] <= target_flops]
         return max(ok, key=lambda r: r["accuracy"]) if ok else min(rows, key=lambda r: r["flops_share"])
@@ -189,10 +193,9 @@ def calibrate(log_probs, labels, flops, method: str, target_flops: float | None 
     return min(ok, key=lambda r: r["flops_share"]) if ok else max(rows, key=lambda r: r["accuracy"])
 
 
-def ic_loss(model: EarlyExitModel, logits: list[torch.Tensor], y: torch.Tensor, include_final: bool = True):
+def ic_loss(model: EarlyExitModel, logits: list[torch.Tensor], y: torch.Tensor):
+    """Mean NLL over every exit (ZTW: over its ensembles)."""
     lps = model.log_probs(logits)
-    if not include_final:
-        lps = lps[:-1]
     return sum(F.nll_loss(lp, y) for lp in lps) / len(lps)
 
 

@@ -26,7 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from adaptive.model import EarlyExitModel, ExitConfig, simulate  # noqa: E402
+from adaptive.model import EarlyExitModel, ExitConfig, sweep  # noqa: E402
 from adaptive.train import train  # noqa: E402
 from pipeline.models import checkpoint  # noqa: E402
 from pipeline.train.condition import CropDataset, read_crops  # noqa: E402
@@ -52,18 +52,6 @@ def batches(x, y, bs=128, seed=0):
 def shipped_base():
     model, _ = checkpoint.load(ROOT / "data" / "weights" / "condition.pt", "condition_classification")
     return model
-
-
-def curve(m: EarlyExitModel, lps, y, flops, method):
-    grid = [{"patience": k} for k in range(1, m.n_exits + 1)] if method == "pbee" else \
-        [{"threshold": float(t)} for t in np.round(np.linspace(0.25, 1.0, 61), 4)]
-    preds = torch.stack([lp.argmax(1) for lp in lps]).numpy()
-    pts = []
-    for g in grid:
-        where = simulate(lps, method, **g)
-        acc = float((preds[where, np.arange(len(where))] == y.numpy()).mean())
-        pts.append({**g, "accuracy": acc, "flops_share": float(flops[where].mean() / flops[-1])})
-    return pts
 
 
 def best_at(pts, budget):
@@ -104,7 +92,7 @@ def main():
             flops = m.flops_per_exit(tuple(xte.shape[1:]))
             per_exit = [float((lp.argmax(1) == yte).float().mean()) for lp in lps]
             for method in (["sdn", "pbee"] if ic_kind == "sdn" else ["ztw"]):
-                pts = curve(m, lps, yte, flops, method)
+                pts = sweep(lps, yte, flops, method, thresholds=np.linspace(0.25, 1.0, 61))
                 results[f"{method}/{regime}"] = {"curve": pts, "per_exit_accuracy": per_exit,
                                                   "flops_share_per_exit": (flops / flops[-1]).tolist(),
                                                   "table": {str(b): best_at(pts, b) for b in BUDGETS},

@@ -72,7 +72,7 @@ class Pipeline:
     def __init__(self, stages: list, reuse: ReuseConfig | None = None):
         self.stages = stages
         self.reuse = reuse or ReuseConfig()
-        self.gate = FrameGate(self.reuse) if self.reuse.enabled else None
+        self.reset()
 
     def reset(self) -> None:
         """Forget the reuse reference: a new run must not take results from the last one."""
