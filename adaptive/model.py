@@ -104,6 +104,7 @@ class EarlyExitModel(nn.Module):
                 logps = [t[keep] for t in logps]
                 last_pred = last_pred[keep] if last_pred is not None else None
             if len(alive) == 0:
+                self.last_exit = where  # lets an activation tap (pipeline.screen) map block outputs to samples
                 return out, where
         final = self.base.head(x)
         if self.ensemble is not None:
@@ -111,6 +112,7 @@ class EarlyExitModel(nn.Module):
             out[alive] = self.ensemble.member(self.n_exits - 1, logps)
         else:
             out[alive] = torch.log_softmax(final, 1)
+        self.last_exit = where
         return out, where
 
     def flops_per_exit(self, input_shape: tuple[int, ...]) -> np.ndarray:

@@ -1,0 +1,124 @@
+"""A trained screen: which layers of which model, their autoencoders, and the detectors."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.errors import WeightsError
+from pipeline.screen import detector as det
+from pipeline.screen.autoencoder import LayerAE
+from pipeline.screen.taps import rows
+
+TASK = "screen"
+
+
+def file_sha(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+class ScreenModel:
+    """`layers` are ordered shallow to deep. An early-exit target may stop before the deep ones,
+    so there is one detector per depth d (it sees layers[:d]); `clean[d]` holds sorted scores of
+    held-out clean inputs, which turn a raw score into the share of clean inputs it exceeds."""
+
+    def __init__(self, layers: list[str], aes: list[LayerAE], detectors: dict[int, object],
+                 clean: dict[int, np.ndarray], target: dict, codes: bool = False, meta: dict | None = None):
+        self.layers, self.aes, self.detectors = list(layers), aes, detectors
+        self.clean = {d: np.sort(np.asarray(v, np.float64)) for d, v in clean.items()}
+        self.target, self.codes, self.meta = target, codes, meta or {}
+        for ae in aes:
+            ae.eval()
+
+    # -- features and scores --------------------------------------------------------------
+    def layer_features(self, calls: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+        """(features [n, sum of per-layer widths] with NaN where a layer was not reached,
+        depth [n]) for every sample of the recorded calls, in order."""
+        blocks, depths = [], []
+        for call in calls:
+            n = call["n"]
+            parts, depth = [], torch.full((n,), len(self.layers), dtype=torch.long)
+            for i, (name, ae) in enumerate(zip(self.layers, self.aes)):
+                act = call["acts"].get(name)
+                width = 2 + (ae.encoder[-1].out_features if self.codes else 0)
+                f = torch.full((n, width), float("nan"))
+                if act is not None and act.shape[0]:
+                    f[rows(act.shape[0], call["exit"], n)] = ae.features(act, self.codes).cpu()
+                reached = ~torch.isnan(f[:, 0])
+                depth = torch.where(~reached & (depth > i), torch.full_like(depth, i), depth)
+                parts.append(f)
+            blocks.append(torch.cat(parts, 1))
+            depths.append(depth)
+        if not blocks:
+            return np.zeros((0, 0)), np.zeros(0, int)
+        return torch.cat(blocks).numpy(), torch.cat(depths).numpy()
+
+    def _width(self, d: int) -> int:
+        return d * (2 + (self.aes[0].encoder[-1].out_features if self.codes else 0))
+
+    def raw_scores(self, X: np.ndarray, depth: np.ndarray) -> np.ndarray:
+        out = np.full(len(X), np.nan)
+        for d in np.unique(depth):
+            if d == 0 or d not in self.detectors:
+                continue  # a sample that left before the first screened layer is not scored
+            m = depth == d
+            out[m] = det.score(self.detectors[d], X[m][:, : self._width(d)])
+        return out
+
+    def percentile(self, raw: np.ndarray, depth: np.ndarray) -> np.ndarray:
+        """Share of held-out clean inputs scoring below each input: 0.5 is typical, 1.0 is beyond all."""
+        out = np.full(len(raw), np.nan)
+        for d in np.unique(depth):
+            if d in self.clean:
+                m = (depth == d) & ~np.isnan(raw)
+                out[m] = np.searchsorted(self.clean[d], raw[m], side="left") / len(self.clean[d])
+        return out
+
+    def scores(self, calls: list[dict]) -> np.ndarray:
+        X, depth = self.layer_features(calls)
+        return self.percentile(self.raw_scores(X, depth), depth)
+
+    # -- persistence ----------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        ckpt = {"task": TASK, "layers": self.layers, "codes": self.codes, "target": self.target, "meta": self.meta,
+                "aes": [{"args": ae.args, "state_dict": ae.state_dict()} for ae in self.aes],
+                "detectors": {int(d): torch.frombuffer(bytearray(det.dumps(m)), dtype=torch.uint8) for d, m in self.detectors.items()},
+                "clean": {int(d): torch.from_numpy(v) for d, v in self.clean.items()}}
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save(ckpt, tmp)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ScreenModel:
+        path = Path(path)
+        if not path.exists():
+            raise WeightsError(f"screen weights {path} do not exist",
+                               "run `dvc repro train_screen`, or remove the screen stage from the flow config")
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise WeightsError(f"{path} is not a readable screen checkpoint ({type(e).__name__})",
+                               "point `model:` at a file written by `dvc repro train_screen`") from e
+        if not isinstance(ckpt, dict) or ckpt.get("task") != TASK:
+            got = ckpt.get("task") if isinstance(ckpt, dict) else type(ckpt).__name__
+            raise WeightsError(f"{path} holds weights for task {got!r}, not a screen",
+                               "point the screen's `model:` at screen weights (data/weights/screen_*.pt)")
+        aes = []
+        for a in ckpt["aes"]:
+            ae = LayerAE(**a["args"])
+            ae.load_state_dict(a["state_dict"])
+            aes.append(ae)
+        dets = {int(d): det.loads(bytes(t.numpy().tobytes()), str(path)) for d, t in ckpt["detectors"].items()}
+        return cls(ckpt["layers"], aes, dets, {int(d): t.numpy() for d, t in ckpt["clean"].items()},
+                   ckpt["target"], ckpt["codes"], ckpt["meta"])

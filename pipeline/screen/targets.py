@@ -1,0 +1,128 @@
+"""What the screen needs from each stage it can sit beside: the model, default layers, clean
+inputs from the synthetic splits, and a differentiable classifier view for the attack harness."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from pipeline.models.preprocess import to_tensor
+from pipeline.screen.model import file_sha
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# shallow to deep; each holds every sample of the batch unless an early exit took it
+DEFAULT_LAYERS = {
+    "component_condition": ["base.backbone.blocks.0", "base.backbone.blocks.1", "base.backbone.blocks.2", "base.backbone.blocks.3"],
+    "damage_segmentation": ["encoder.model.blocks.1", "encoder.model.blocks.2", "encoder.model.blocks.4", "encoder.model.blocks.6"],
+}
+CONFIGS = {
+    "component_condition": ROOT / "stages" / "configs" / "component_condition.yaml",
+    "damage_segmentation": ROOT / "stages" / "configs" / "damage_segmentation.yaml",
+}
+
+
+def fingerprint(stage) -> dict:
+    """Identifies the weights a screen was trained on; the screen stage refuses any other."""
+    return {"stage": stage.type_name, "weights": Path(stage.cfg.model).name, "sha": file_sha(stage.cfg.model)}
+
+
+@contextlib.contextmanager
+def full_depth(model: nn.Module):
+    """Early exits off, so every screened layer sees every sample (training and the harness)."""
+    cfg = getattr(model, "cfg", None)
+    if cfg is None or not hasattr(cfg, "threshold"):
+        yield model
+        return
+    old = (cfg.threshold, cfg.patience)
+    cfg.threshold, cfg.patience = 2.0, 10**9
+    try:
+        yield model
+    finally:
+        cfg.threshold, cfg.patience = old
+
+
+class FinalLogits(nn.Module):
+    """The last exit's log-probabilities with gradients (EarlyExitModel.infer has none)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        if hasattr(self.model, "forward_all"):
+            return self.model.log_probs(self.model.forward_all(x))[-1]
+        return self.model(x)
+
+
+class DamagePresence(nn.Module):
+    """A segmenter seen as a two-class classifier, "no damage" vs "damage": the logit is the mean
+    damage-vs-background margin of the most damage-like pixels. Attacks on it try to hide damage."""
+
+    def __init__(self, seg: nn.Module, top: float = 0.01):
+        super().__init__()
+        self.seg, self.top = seg, top
+
+    def forward(self, x):
+        lg = self.seg(x)
+        margin = (torch.logsumexp(lg[:, 1:], 1) - lg[:, 0]).flatten(1)
+        k = max(1, int(self.top * margin.shape[1]))
+        s = margin.topk(k, 1).values.mean(1)
+        return torch.stack([-s / 2, s / 2], 1)
+
+
+def _crops(split: str, limit: int | None, seed: int = 0) -> np.ndarray:
+    from pipeline.train.condition import read_crops
+
+    rows = read_crops(ROOT / "data" / "synth", split)
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(rows))[:limit] if limit else np.arange(len(rows))
+    return np.stack([cv2.imread(str(rows[i][0])) for i in idx])
+
+
+def _facades(split: str, limit: int | None, scale: float, seed: int = 0) -> np.ndarray:
+    files = sorted((ROOT / "data" / "synth" / "images" / split).glob("*.jpg"))
+    rng = np.random.default_rng(seed)
+    files = [files[i] for i in rng.permutation(len(files))[:limit]] if limit else files
+    return np.stack([cv2.resize(cv2.imread(str(f)), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) for f in files])
+
+
+class Target:
+    def __init__(self, kind: str, config: str | Path | None = None):
+        from stages import load_stage
+
+        if kind not in CONFIGS:
+            raise ValueError(f"no screen target {kind!r}; use one of {sorted(CONFIGS)}")
+        self.kind = kind
+        self.stage = load_stage(config or CONFIGS[kind])
+        self.model = self.stage.model
+        self.layers = DEFAULT_LAYERS[kind]
+
+    @property
+    def input_size(self) -> int:
+        return 64 if self.kind == "component_condition" else 192
+
+    def images(self, split: str, limit: int | None = None, seed: int = 0) -> np.ndarray:
+        """Clean BGR uint8 inputs at the size the model sees in the flow."""
+        if self.kind == "component_condition":
+            return _crops(split, limit, seed)
+        return _facades(split, limit, self.stage._scale(), seed)
+
+    def resize(self, images: list[np.ndarray]) -> np.ndarray:
+        s = self.input_size
+        return np.stack([cv2.resize(im, (s, s), interpolation=cv2.INTER_AREA) for im in images])
+
+    def tensors(self, images: np.ndarray, batch: int = 64):
+        for i in range(0, len(images), batch):
+            yield to_tensor(list(images[i : i + batch]))
+
+    def run(self, x: torch.Tensor):
+        return self.model(x)
+
+    def classifier(self) -> nn.Module:
+        return FinalLogits(self.model) if self.kind == "component_condition" else DamagePresence(self.model)
