@@ -26,6 +26,7 @@ from pipeline.linking import Registrar, to_mosaic
 from pipeline.report import render_html
 from pipeline.rollup import roll_up
 from pipeline.runner import DEFAULT_CONFIGS, FlowConfig, Pipeline, load_flow_config
+from pipeline.screen.review import write_review
 from pipeline.sinks import EventLog, VideoPart, atomic_json, atomic_write, concat_videos
 from pipeline.sources import open_source
 
@@ -54,7 +55,7 @@ def _event(r) -> dict:
     return {
         "frame": r.frame.index, "time_s": round(r.frame.time_s, 3), "reused": r.reused,
         "gps": None if tel is None else {"lat": tel.lat, "lon": tel.lon, "alt_m": tel.alt_m},
-        "damage_px": dmg,
+        "damage_px": dmg, "screen": r.screen,
         "components": [{"class": c.class_name, "box": list(c.box), "area_px": c.area_px, "damage_px": c.damage_px,
                         "state": c.state_name, "scores": c.state_scores} for c in r.components],
     }
@@ -81,20 +82,28 @@ def process_chunk(run_key: str, k: int, first: int, stop: int) -> dict:
     n_skipped_before = len(source.skipped)
     pipe.reset()  # reuse only within a chunk, so a resumed chunk computes exactly what the first try did
     reused_before = pipe.reused
-    obs, n, last, t0 = [], 0, prev["last_frame"] if prev else None, time.perf_counter()
+    obs, flagged, n, last, t0 = [], [], 0, prev["last_frame"] if prev else None, time.perf_counter()
     batch = []
 
     def flush():
         nonlocal n, last
         for r in pipe(batch):
             H, seg = reg.update(r.frame.image)
-            log.append(_event(r))
-            tel = r.frame.telemetry
-            gps = None if tel is None else {"lat": tel.lat, "lon": tel.lon, "alt_m": tel.alt_m}
-            for c in r.components:
-                obs.append({"frame": r.frame.index, "class_id": c.class_id, "segment": seg, "poly": to_mosaic(c.rect, H),
-                            "state": c.state, "damage_ratio": round(c.damage_ratio(), 5), "damage_px": c.damage_px,
-                            "area": c.area_px, "rect": [list(c.rect[0]), list(c.rect[1]), c.rect[2]], "gps": gps})
+            ev = _event(r)
+            log.append(ev)
+            action = r.screen_action()
+            if action is not None:
+                flagged.append({"frame": r.frame.index, "action": action,
+                                "scores": {k: v["score"] for k, v in r.screen.items() if v["flagged"]}})
+            if action == "review":
+                write_review(out / "review", r, ev)  # held for a person to look at, and kept out of the roll-up
+            else:
+                tel = r.frame.telemetry
+                gps = None if tel is None else {"lat": tel.lat, "lon": tel.lon, "alt_m": tel.alt_m}
+                for c in r.components:
+                    obs.append({"frame": r.frame.index, "class_id": c.class_id, "segment": seg, "poly": to_mosaic(c.rect, H),
+                                "state": c.state, "damage_ratio": round(c.damage_ratio(), 5), "damage_px": c.damage_px,
+                                "area": c.area_px, "rect": [list(c.rect[0]), list(c.rect[1]), c.rect[2]], "gps": gps})
             if cfg.video.enabled:
                 part.write(annotate(r, cfg.video.scale))
             n, last = n + 1, r.frame.index
@@ -112,7 +121,7 @@ def process_chunk(run_key: str, k: int, first: int, stop: int) -> dict:
     part.close()
     marker = {"chunk": k, "first": first, "stop": stop, "frames": n, "last_frame": last, "H": reg.H.tolist(), "segment": reg.segment,
               "offset": offset, "seconds": round(time.perf_counter() - t0, 3), "reused": pipe.reused - reused_before,
-              "skipped": source.skipped[n_skipped_before:], "observations": obs}
+              "skipped": source.skipped[n_skipped_before:], "observations": obs, "screened": flagged}
     atomic_json(_chunk_path(out, k), marker)  # last: its presence means the chunk is complete
     return {"chunk": k, "frames": n, "seconds": marker["seconds"]}
 
@@ -190,6 +199,7 @@ def finish(out_dir: Path, src, cfg: FlowConfig, plan, seconds: float, config: st
         "frames_processed": n, "fps": n / max(busy, 1e-9), "seconds": round(seconds, 2),
         "frames_reused": sum(m.get("reused", 0) for m in markers),
         "skipped": [s for m in markers for s in m["skipped"]], "rollup": rollup,
+        "screened": [s for m in markers for s in m.get("screened", [])],
     }
     if cfg.video.enabled:
         parts = [out_dir / "parts" / f"part_{k:05d}.mp4" for k in range(len(plan))]

@@ -38,4 +38,14 @@ def annotate(r: FrameResult, scale: float = 1.0) -> np.ndarray:
         cv2.putText(out, f"{c.class_name}:{c.state_name}", (int(x) + 3, int(y) + 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
                     STATE_COLORS[c.state], 1, cv2.LINE_AA)
     cv2.putText(out, f"frame {r.frame.index}", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2, cv2.LINE_AA)
+    return screen_banner(out, r)
+
+
+def screen_banner(out: np.ndarray, r: FrameResult) -> np.ndarray:
+    """A red frame border and the screens' scores when a screen flagged this frame."""
+    flagged = {k: v for k, v in r.screen.items() if v["flagged"]}
+    if flagged:
+        cv2.rectangle(out, (0, 0), (out.shape[1] - 1, out.shape[0] - 1), (0, 0, 255), 4)
+        text = "SCREEN " + r.screen_action() + ": " + ", ".join(f"{k} {v['score']:.3f}" for k, v in flagged.items())
+        cv2.putText(out, text, (8, out.shape[0] - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 255), 2, cv2.LINE_AA)
     return out

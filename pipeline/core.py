@@ -65,3 +65,16 @@ class FrameResult:
     detections: object | None = None  # pipeline.safety.core.Detections
     decisions: list = field(default_factory=list)  # pipeline.safety.core.Decision, one per worker head
     reused: bool = False  # True when the frame gate gave it the last computed frame's results
+    screen: dict = field(default_factory=dict)  # target stage -> {score, flagged, policy, inputs}
+
+    def screen_action(self) -> str | None:
+        """The strongest policy among the screens that flagged this frame: drop > review > annotate."""
+        flagged = [s["policy"] for s in self.screen.values() if s["flagged"]]
+        return next((p for p in ("drop", "review", "annotate") if p in flagged), None)
+
+    def drop_findings(self) -> None:
+        """A screened-out frame keeps its image but reports nothing found on it."""
+        if self.damage_mask is not None:
+            self.damage_mask = np.zeros_like(self.damage_mask)
+        self.components = []
+        self.decisions = []

@@ -83,8 +83,13 @@ def facade_map(components: list[dict]) -> str:
 
 
 def thumbnail(image: np.ndarray, rect, size=160) -> str:
-    (cx, cy), (w, h), a = rect
-    crop = crop_rect(image, ((cx, cy), (w * 1.15 + 8, h * 1.15 + 8), a), size)
+    """A component's rotated rectangle, or the whole frame (rect None), as a base64 JPEG."""
+    if rect is None:
+        s = size / max(image.shape[:2])
+        crop = cv2.resize(image, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+    else:
+        (cx, cy), (w, h), a = rect
+        crop = crop_rect(image, ((cx, cy), (w * 1.15 + 8, h * 1.15 + 8), a), size)
     ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 85])
     return base64.b64encode(buf.tobytes()).decode()
 
@@ -108,6 +113,16 @@ def render_html(summary: dict, events_path: Path, read_frame) -> str:
         cards.append(f'<div class="card" style="border-color:{color}">{thumb}<br><b>{e(w["class"])}</b> '
                      f'<span style="color:{color}">{e(w["state"])}</span><br>damage {w["damage_ratio"]:.1%} of area'
                      f'<br>frame {w["best_frame"]} ({w["views"]} views)<br>{e(where)}</div>')
+    screened = []
+    for f in summary.get("screened", [])[:24]:
+        img = read_frame(f["frame"])
+        thumb = _img(thumbnail(img, None), "image/jpeg") if img is not None else "(frame not re-readable)"
+        scores = ", ".join(f"{e(k)} {v:.3f}" for k, v in f["scores"].items())
+        screened.append(f'<div class="card" style="border-color:#d00">{thumb}<br>frame {f["frame"]}: <b>{e(f["action"])}</b><br>{scores}</div>')
+    n_screened = len(summary.get("screened", []))
+    screen_html = (f"<p>{n_screened} frames looked unlike the training data to a screen (score = share of clean inputs "
+                   f"it exceeds){'; the first 24' if n_screened > 24 else ''}:</p>{''.join(screened)}" if n_screened else
+                   "<p>No frame was flagged.</p>")
     run = summary["run"]
     skipped = "".join(f"<li>{e(s)}</li>" for s in summary["skipped"]) or "<li>none</li>"
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Damage survey: {e(run['source'])}</title>
@@ -121,5 +136,6 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} td:first-child{{
 <h2>Worst components</h2>{''.join(cards) or '<p>No damaged components found.</p>'}
 <h2>Components</h2><table><tr><th>type</th><th>count</th>{''.join(f'<th>{s}</th>' for s in DAMAGE_STATES)}<th>damaged</th><th>mean damage</th></tr>{rows}</table>
 <h2>Plots</h2>{_img(state_chart(ru['per_type']))}<br>{_img(damage_timeline(events_path))}<br>{_img(facade_map(ru['components']))}
+<h2>Screened frames (adversarial or out-of-distribution input)</h2>{screen_html}
 <h2>Skipped input</h2><ul>{skipped}</ul>
 <p style="color:#888">inspectflow {e(summary['version'])} &middot; config <code>{e(run['config'])}</code></p></body></html>"""

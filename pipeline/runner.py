@@ -91,13 +91,21 @@ class Pipeline:
                                   "reorder the `stages:` list or add the stage that produces it")
             have |= set(stage_cls.outputs)
         # models load only after the whole chain has validated
-        return cls([stage_cls(stage_cfg) for stage_cls, stage_cfg in parsed], cfg.reuse)
+        stages = [stage_cls(stage_cfg) for stage_cls, stage_cfg in parsed]
+        for i, stage in enumerate(stages):
+            if hasattr(stage, "attach"):  # e.g. a screen binding to the stage whose activations it reads
+                stage.attach(stages[:i])
+        return cls(stages, cfg.reuse)
 
     def _run(self, frames: list[Frame]) -> list[FrameResult]:
         results = [FrameResult(frame=f) for f in frames]
         if results:
             for stage in self.stages:
                 stage.process(results)
+            for r in results:
+                # after every stage, so later stages cannot re-derive what a screen dropped
+                if r.screen_action() == "drop":
+                    r.drop_findings()
         return results
 
     def __call__(self, frames: list[Frame]) -> list[FrameResult]:

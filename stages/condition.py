@@ -42,12 +42,14 @@ class ComponentCondition(Stage):
     def process(self, batch: list[FrameResult]) -> None:
         size = int(self.meta.get("meta", {}).get("crop_size", 64))
         crops, owners = [], []
-        for r in batch:
+        self.last_owners: list[int] = []  # batch position of each crop, in forward order (for a screen)
+        for k, r in enumerate(batch):
             r.components, _ = extract_components(r.component_mask, r.damage_mask, self.cfg.min_area)
             for c in r.components:
                 if c.class_id in DAMAGEABLE:
                     crops.append(crop_rect(r.frame.image, c.rect, size))
                     owners.append(c)
+                    self.last_owners.append(k)
         with torch.inference_mode():
             for i in range(0, len(crops), self.cfg.batch_size):
                 x = to_tensor(crops[i : i + self.cfg.batch_size]).to(self.cfg.device)

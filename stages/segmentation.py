@@ -54,19 +54,23 @@ class SegmentationStage(Stage):
         s = self._scale()
         scaled = [img if s == 1 else cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) for img in images]
         out = []
+        # which image each model input came from, in forward order (read by a screen stage)
+        self.last_owners: list[int] = []
         same = len({im.shape for im in scaled}) == 1
         t, ov = self.cfg.tile, self.cfg.overlap
         if same and max(scaled[0].shape[:2]) <= t:
             for i in range(0, len(scaled), self.cfg.batch_size):
                 out += list(self._logits(scaled[i : i + self.cfg.batch_size]).argmax(1).byte().cpu().numpy())
+                self.last_owners += list(range(i, min(i + self.cfg.batch_size, len(scaled))))
         else:
-            for img in scaled:
+            for k, img in enumerate(scaled):
                 H, W = img.shape[:2]
                 acc = None
                 # overlapping tiles: logits are summed where tiles meet, so seams do not show
                 for y in _starts(H, t, ov):
                     for x in _starts(W, t, ov):
                         lg = self._logits([img[y : y + t, x : x + t]])[0]
+                        self.last_owners.append(k)
                         if acc is None:
                             acc = torch.zeros((lg.shape[0], H, W))
                         acc[:, y : y + lg.shape[1], x : x + lg.shape[2]] += lg.cpu()

@@ -1,0 +1,149 @@
+"""Layer-wise AE screening: taps, early-exit row mapping, detectors, the stage and its errors."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from adaptive.model import EarlyExitClassifier
+from pipeline.errors import ConfigError, WeightsError
+from pipeline.screen.model import ScreenModel
+from pipeline.screen.taps import ActivationTap
+from pipeline.screen.train import collect, fit, train_ae
+from tests.conftest import run_cli
+
+LAYERS = ["base.backbone.blocks.0", "base.backbone.blocks.1", "base.backbone.blocks.2", "base.backbone.blocks.3"]
+
+
+def ee_model(threshold=0.5):
+    torch.manual_seed(0)
+    m = EarlyExitClassifier(4, widths=(8, 12, 16, 20), exits=(0, 1, 2), threshold=threshold).eval()
+    return m
+
+
+def test_tap_maps_early_exit_rows_to_their_samples():
+    """With exits on, later blocks see fewer samples; each kept row must equal that sample's
+    full-depth activation (the samples that stay are not always a prefix)."""
+    m = ee_model()
+    x = torch.randn(32, 3, 32, 32)
+    # threshold at the median first-exit confidence: half the samples leave at the first exit
+    with torch.no_grad():
+        full = {}
+        h = x
+        for i, b in enumerate(m.base.backbone.blocks):
+            h = b(h)
+            full[LAYERS[i]] = h
+        conf0 = m.log_probs(m.forward_all(x))[0].exp().amax(1)
+    tap = ActivationTap(m, LAYERS)
+    m.cfg.threshold = float(conf0.median())
+    m(x)
+    (call,) = tap.take()
+    assert call["exit"] is not None and 0 < (call["exit"] == 0).sum() < 32
+    from pipeline.screen.taps import rows
+
+    for name in LAYERS[1:]:
+        act = call["acts"].get(name)
+        if act is None:
+            continue
+        idx = rows(act.shape[0], call["exit"], 32)
+        assert act.shape[0] < 32
+        torch.testing.assert_close(act, full[name][idx], rtol=1e-4, atol=1e-5)
+
+
+def test_unknown_layer_is_a_config_error_with_suggestions():
+    with pytest.raises(ConfigError) as e:
+        ActivationTap(ee_model(), ["base.backbone.block.2"], "the condition model")
+    assert "base.backbone.block.2" in str(e.value) and "base.backbone.blocks.2" in str(e.value)
+
+
+def _tiny_screen(tmp_path, m):
+    rng = np.random.default_rng(0)
+    clean = lambda n: torch.from_numpy(rng.normal(0, 0.3, (n, 3, 32, 32)).astype(np.float32))  # noqa: E731
+    run = m  # through __call__, so the hooks fire
+    m.cfg.threshold = 2.0  # full depth while collecting
+    train = collect(m, LAYERS, run, [clean(64) for _ in range(4)], 8)
+    val = collect(m, LAYERS, run, [clean(64) for _ in range(3)], 8)
+    screen = fit(LAYERS, train, val, {"stage": "x", "sha": "0"}, variant="wae", epochs=5)
+    return screen, clean
+
+
+def test_screen_separates_a_gross_shift_and_survives_save_load(tmp_path):
+    m = ee_model()
+    screen, clean = _tiny_screen(tmp_path, m)
+    screen.save(tmp_path / "s.pt")
+    screen = ScreenModel.load(tmp_path / "s.pt")
+    tap = ActivationTap(m, LAYERS)
+    m(clean(128))
+    s_clean = screen.scores(tap.take())
+    m(clean(128) * 8 + 3)  # far outside the clean range
+    s_bad = screen.scores(tap.take())
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(np.r_[np.zeros(128), np.ones(128)], np.r_[s_clean, s_bad]) > 0.95
+    assert np.nanmean(s_clean >= 0.995) < 0.1  # percentiles are calibrated on clean data
+    # with exits on, early leavers are scored on the layers they reached
+    m.cfg.threshold = 0.3
+    m(clean(64))
+    call = tap.take()
+    assert not np.isnan(screen.scores(call)).all()
+
+
+def test_wae_latent_is_pulled_towards_the_prior():
+    """The MMD penalty gives the latent codes the prior's moments, N(0, I); the plain AE's drift."""
+    torch.manual_seed(0)
+    x = torch.randn(512, 6, 4, 4) * 5 + 2
+    ae = train_ae(x, "wae", latent=4, epochs=40, lam=10)
+    with torch.no_grad():
+        z = ae(ae.prepare(x))[1]
+    assert z.mean(0).abs().max() < 0.15 and (z.std(0) - 1).abs().max() < 0.2, (z.mean(0), z.std(0))
+
+
+def test_screen_weights_errors(tmp_path):
+    with pytest.raises(WeightsError, match="do not exist"):
+        ScreenModel.load(tmp_path / "missing.pt")
+    torch.save({"task": "condition_classification"}, tmp_path / "other.pt")
+    with pytest.raises(WeightsError, match="not a screen"):
+        ScreenModel.load(tmp_path / "other.pt")
+
+
+@pytest.mark.slow
+def test_flow_with_screens_review_policy_and_wrong_weights(tiny, clip, tmp_path):
+    """A screen trained for the tiny damage model flags (threshold tiny), routes frames to review,
+    shows them in the report; a screen trained for other weights is refused."""
+    from pipeline.train.screen import train_target
+
+    cfg = yaml.safe_load(tiny["flow"].read_text())
+    dmg = cfg["stages"][1]
+    p = {"grid": 8, "variant": "ae", "latent": 8, "hidden": 16, "epochs": 1, "lam": 1.0, "seed": 0}
+    import pipeline.screen.targets as targets
+
+    old = targets.ROOT
+    targets.ROOT = tiny["base"]  # the tiny synthetic splits live under base/data/synth
+    (tiny["base"] / "data").mkdir(exist_ok=True)
+    if not (tiny["base"] / "data" / "synth").exists():
+        (tiny["base"] / "data" / "synth").symlink_to(tiny["data"])
+    try:
+        train_target("damage_segmentation", {"config": dmg, "train": 8, "val": None, "out": str(tmp_path / "scr.pt")}, p)
+    finally:
+        targets.ROOT = old
+    cfg["stages"].insert(2, {"type": "screen", "target": "damage_segmentation", "model": str(tmp_path / "scr.pt"),
+                             "policy": "review", "threshold": 0.01})
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "out"
+    r = run_cli("run", "damage-survey", "--source", str(clip), "--config", str(flow), "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["screened"] and all(s["action"] == "review" for s in summary["screened"])
+    assert len(list((out / "review").glob("*.jpg"))) == len(summary["screened"])
+    ev = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    assert all(e["screen"]["damage_segmentation"]["score"] is not None for e in ev)
+    assert "Screened frames" in (out / "report.html").read_text()
+    # the same screen beside other weights is refused before anything runs
+    cfg["stages"][1] = {**dmg, "model": str(tiny["weights"] / "components.pt")}
+    cfg["stages"][1]["type"] = "damage_segmentation"
+    flow.write_text(yaml.safe_dump(cfg))
+    r = run_cli("run", "damage-survey", "--source", str(clip), "--config", str(flow), "--out", str(tmp_path / "o2"))
+    assert r.returncode != 0
