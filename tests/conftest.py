@@ -34,6 +34,9 @@ def tiny_params(data: Path, out: Path) -> dict:
     p["evaluate"] |= {"data": str(data), "weights": str(out), "real": str(out / "no-real-data")}
     p["train_condition_ee"] |= {"data": str(data), "init": str(out / "condition.pt"), "subset": 16, "epochs": 1,
                                 "batch": 8, "out": str(out / "condition_ee.pt")}
+    p["train_screen"] |= {"epochs": 1, "targets": {
+        "component_condition": {"train": 32, "val": None, "out": str(out / "screen_condition.pt")},
+        "damage_segmentation": {"train": 8, "val": None, "out": str(out / "screen_damage.pt")}}}
     sites = data.parent / "sites"
     p["generate_sites"] |= {"out": str(sites), "size": 192, "train": 8, "val": 4, "test": 4}
     p["train_safety"] |= {"data": str(sites), "epochs": 1, "imgsz": 192, "batch": 8, "out": str(out / "safety_synth.pt")}

@@ -141,9 +141,24 @@ def test_flow_with_screens_review_policy_and_wrong_weights(tiny, clip, tmp_path)
     ev = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     assert all(e["screen"]["damage_segmentation"]["score"] is not None for e in ev)
     assert "Screened frames" in (out / "report.html").read_text()
-    # the same screen beside other weights is refused before anything runs
-    cfg["stages"][1] = {**dmg, "model": str(tiny["weights"] / "components.pt")}
-    cfg["stages"][1]["type"] = "damage_segmentation"
+    # the same screen beside other damage weights is refused before anything runs
+    ck = torch.load(dmg["model"], weights_only=True)
+    k = next(k for k, v in ck["state_dict"].items() if v.is_floating_point())
+    ck["state_dict"][k] = ck["state_dict"][k] + 0.01
+    torch.save(ck, tmp_path / "damage_other.pt")
+    cfg["stages"][1] = {**dmg, "model": str(tmp_path / "damage_other.pt")}
     flow.write_text(yaml.safe_dump(cfg))
     r = run_cli("run", "damage-survey", "--source", str(clip), "--config", str(flow), "--out", str(tmp_path / "o2"))
-    assert r.returncode != 0
+    assert r.returncode != 0 and "were trained on" in r.stderr and "dvc repro train_screen" in r.stderr, r.stderr[-1500:]
+    assert not (tmp_path / "o2" / "events.jsonl").exists()
+
+
+def test_shipped_screens_fit_the_shipped_weights():
+    """The screens in git were trained for the stage weights in git (dvc.lock keeps them in step)."""
+    from pipeline.runner import DEFAULT_CONFIGS, Pipeline, load_flow_config
+
+    cfg, base = load_flow_config(DEFAULT_CONFIGS / "damage-survey.yaml")
+    pipe = Pipeline.from_config(cfg, base)
+    screens = [s for s in pipe.stages if s.type_name == "screen"]
+    assert {s.cfg.target for s in screens} == {"damage_segmentation", "component_condition"}
+    assert all(s.tap is not None for s in screens)

@@ -3,6 +3,8 @@ attack samples exist. Higher score = less like clean data."""
 
 from __future__ import annotations
 
+import zipfile
+
 import numpy as np
 import skops.io as sio
 from sklearn.ensemble import IsolationForest
@@ -17,7 +19,7 @@ UNSUPERVISED = ("iforest",)
 
 
 def fit_unsupervised(X_clean: np.ndarray, seed: int = 0):
-    return make_pipeline(StandardScaler(), IsolationForest(n_estimators=200, random_state=seed)).fit(X_clean)
+    return make_pipeline(StandardScaler(), IsolationForest(n_estimators=100, random_state=seed)).fit(X_clean)
 
 
 def fit_supervised(X_clean: np.ndarray, X_attack: np.ndarray, seed: int = 0):
@@ -37,7 +39,7 @@ def score(detector, X: np.ndarray) -> np.ndarray:
 
 
 def dumps(detector) -> bytes:
-    return sio.dumps(detector)
+    return sio.dumps(detector, compression=zipfile.ZIP_DEFLATED)
 
 
 def loads(data: bytes, where: str):

@@ -90,7 +90,8 @@ class ScreenModel:
     # -- persistence ----------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
         ckpt = {"task": TASK, "layers": self.layers, "codes": self.codes, "target": self.target, "meta": self.meta,
-                "aes": [{"args": ae.args, "state_dict": ae.state_dict()} for ae in self.aes],
+                # fp16 halves what ships in git; load_state_dict casts back to fp32
+                "aes": [{"args": ae.args, "state_dict": {k: v.half() for k, v in ae.state_dict().items()}} for ae in self.aes],
                 "detectors": {int(d): torch.frombuffer(bytearray(det.dumps(m)), dtype=torch.uint8) for d, m in self.detectors.items()},
                 "clean": {int(d): torch.from_numpy(v) for d, v in self.clean.items()}}
         path = Path(path)
