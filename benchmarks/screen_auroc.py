@@ -1,0 +1,198 @@
+"""AUROC of the shipped layer-wise AE screens against attacks and shifts, and their overhead.
+
+    python benchmarks/screen_auroc.py [--n 400] [--n-damage 80] [--targets component_condition damage_segmentation]
+
+Per target (the condition classifier and the damage segmenter, seen as "damage present?"):
+- attacks from ART (FGSM, BIM, PGD, CW-L2, DeepFool) at the paper's strength and a weaker one,
+  on synthetic test inputs; only attacks that changed the decision count as adversarial;
+- three settings, as in the paper's table: unsupervised (the shipped Isolation Forest),
+  supervised on the same attack (SVM, CV ROC-AUC, fitted on the validation split), and
+  supervised on FGSM tested on the others;
+- shifts: Gaussian noise, blur, and real photos from ../shared/data/real (hard-hat workers,
+  thermal facade frames) when present;
+- overhead: the screen stage's time as a share of its target stage's time, in the shipped flow.
+Writes benchmarks/results/screen_auroc.{json,md} (--tag to name it otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pipeline.screen import attacks as A  # noqa: E402
+from pipeline.screen import detector as det  # noqa: E402
+from pipeline.screen.model import ScreenModel  # noqa: E402
+from pipeline.screen.targets import Target, full_depth  # noqa: E402
+from pipeline.screen.train import collect  # noqa: E402
+
+REAL = ROOT.parent / "shared" / "data" / "real"
+SCREENS = {"component_condition": ROOT / "data/weights/screen_condition.pt",
+           "damage_segmentation": ROOT / "data/weights/screen_damage.pt"}
+
+
+def auroc(clean: np.ndarray, bad: np.ndarray) -> float | None:
+    clean, bad = clean[~np.isnan(clean)], bad[~np.isnan(bad)]
+    if len(bad) < 5:
+        return None
+    return round(float(roc_auc_score(np.r_[np.zeros(len(clean)), np.ones(len(bad))], np.r_[clean, bad])), 4)
+
+
+class Bench:
+    def __init__(self, kind: str, n: int):
+        self.t = Target(kind)
+        self.screen = ScreenModel.load(SCREENS[kind])
+        self.n = n
+        self.est = A.estimator(self.t.classifier(), self.t.input_size, 4 if kind == "component_condition" else 2)
+
+    def feats(self, x: np.ndarray) -> np.ndarray:
+        """Full-depth layer features (exits off), as the AEs and detectors were trained."""
+        with full_depth(self.t.model):
+            calls = collect(self.t.model, self.screen.layers, self.t.run,
+                            [torch.from_numpy(x[i : i + 64]) for i in range(0, len(x), 64)], 8)
+        return self.screen.layer_features(calls)[0]
+
+    def unsup(self, X: np.ndarray) -> np.ndarray:
+        return det.score(self.screen.detectors[len(self.screen.layers)], X)
+
+    def deployed(self, x: np.ndarray) -> np.ndarray:
+        """Scores with the model's early exits on: samples that exit early are judged on fewer layers."""
+        calls = collect(self.t.model, self.screen.layers, self.t.run, [torch.from_numpy(x[i : i + 64]) for i in range(0, len(x), 64)], 8)
+        return self.screen.scores(calls)
+
+
+def run_target(kind: str, n: int, attacks: list[str], strengths: list[str]) -> dict:
+    b = Bench(kind, n)
+    x_val = torch.cat(list(b.t.tensors(b.t.images("val", n, seed=1)))).numpy()
+    x_test = torch.cat(list(b.t.tensors(b.t.images("test", n, seed=2)))).numpy()
+    F_val, F_test = b.feats(x_val), b.feats(x_test)
+    s_clean, d_clean = b.unsup(F_test), b.deployed(x_test)
+    rows, adv_val, adv_test = [], {}, {}
+    for name in attacks:
+        for strength in strengths:
+            t0 = time.perf_counter()
+            xa_v, xa_t = A.attack(name, b.est, x_val, strength), A.attack(name, b.est, x_test, strength)
+            ok_v, ok_t = A.success(b.est, x_val, xa_v), A.success(b.est, x_test, xa_t)
+            adv_val[(name, strength)], adv_test[(name, strength)] = b.feats(xa_v[ok_v]), b.feats(xa_t[ok_t])
+            row = {"attack": name, "strength": strength, "success_rate": round(float(ok_t.mean()), 3),
+                   "n_adv_test": int(ok_t.sum()), "seconds": round(time.perf_counter() - t0, 1),
+                   "linf_grey": round(float(np.abs(xa_t - x_test).max() / A.GREY), 1),
+                   "unsupervised": auroc(s_clean, b.unsup(adv_test[(name, strength)])) if ok_t.any() else None,
+                   "unsupervised_deployed": auroc(d_clean, b.deployed(xa_t[ok_t])) if ok_t.any() else None}
+            if ok_v.sum() >= 10 and ok_t.sum() >= 5:
+                svm = det.fit_supervised(F_val, adv_val[(name, strength)])
+                row["supervised_same"] = auroc(det.score(svm, F_test), det.score(svm, adv_test[(name, strength)]))
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    # supervised on FGSM (each strength), tested on every other attack at that strength
+    for strength in strengths:
+        key = ("fgsm", strength)
+        if key not in adv_val or len(adv_val[key]) < 10:
+            continue
+        svm = det.fit_supervised(F_val, adv_val[key])
+        for row in rows:
+            if row["strength"] == strength and row["n_adv_test"] >= 5:
+                row["supervised_from_fgsm"] = auroc(det.score(svm, F_test), det.score(svm, adv_test[(row["attack"], strength)]))
+    shifts = {"noise (sigma 20 grey)": A.noise(x_test),
+              "blur (7 px)": torch.cat(list(b.t.tensors(A.blur(b.t.images("test", n, seed=2))))).numpy()}
+    for name, imgs in real_photos().items():
+        shifts[name] = torch.cat(list(b.t.tensors(b.t.resize(imgs)))).numpy()
+    shift_rows = [{"shift": k, "n": len(v), "unsupervised": auroc(s_clean, b.unsup(b.feats(v)))} for k, v in shifts.items()]
+    for r in shift_rows:
+        print(json.dumps(r), flush=True)
+    return {"target": kind, "n_clean_test": len(x_test), "attacks": rows, "shifts": shift_rows,
+            "clean_flag_rate_at_0.995": round(float(np.nanmean(d_clean >= 0.995)), 4)}
+
+
+def real_photos(limit: int = 100) -> dict[str, list[np.ndarray]]:
+    out = {}
+    hh = sorted((REAL / "hardhat_workers" / "images" / "val").glob("*.jpg"))[:limit]
+    th = sorted((REAL / "footage" / "facade_thermal_flight").glob("*.*"))[:limit]
+    for name, files in (("real: hard-hat worker photos", hh), ("real: thermal facade frames", th)):
+        imgs = [im for f in files if (im := cv2.imread(str(f))) is not None]
+        if imgs:
+            out[name] = imgs
+    return out
+
+
+def overhead(frames: int = 24) -> dict:
+    """Screen time / its target stage's time, per stage, in the shipped damage-survey flow."""
+    from pipeline.core import FrameResult
+    from pipeline.runner import Pipeline, load_flow_config
+    from pipeline.sources import SourceOptions, open_source
+    from pipeline.synth.video import facade_video
+
+    clip = ROOT / "benchmarks" / "results" / ".screen_clip.mp4"
+    if not clip.exists():
+        facade_video(clip, seconds=frames / 30 + 0.2, seed=3)
+    cfg, base = load_flow_config(ROOT / "flows" / "configs" / "damage-survey.yaml")
+    pipe = Pipeline.from_config(cfg, base)
+    spent = {s.type_name + (f":{s.cfg.target}" if s.type_name == "screen" else ""): 0.0 for s in pipe.stages}
+    fr = list(open_source(clip, SourceOptions(max_frames=frames)))
+    for i in range(0, len(fr), cfg.batch_size):
+        results = [FrameResult(frame=f) for f in fr[i : i + cfg.batch_size]]
+        for s in pipe.stages:
+            t0 = time.perf_counter()
+            s.process(results)
+            key = s.type_name + (f":{s.cfg.target}" if s.type_name == "screen" else "")
+            spent[key] += time.perf_counter() - t0
+    out = {"seconds": {k: round(v, 3) for k, v in spent.items()}}
+    for k in spent:
+        if k.startswith("screen:"):
+            out[f"{k} / {k[7:]}"] = round(spent[k] / spent[k[7:]], 4)
+    out["screens / whole flow"] = round(sum(v for k, v in spent.items() if k.startswith("screen:")) / sum(spent.values()), 4)
+    print(json.dumps(out), flush=True)
+    return out
+
+
+def markdown(res: dict) -> str:
+    lines = []
+    for t in res["targets"]:
+        lines += [f"### {t['target']} ({t['n_clean_test']} clean test inputs)", "",
+                  "| attack | strength | success | unsupervised | unsup. (exits on) | supervised, same attack | supervised, trained on FGSM |",
+                  "|---|---|---|---|---|---|---|"]
+        f = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+        for r in t["attacks"]:
+            lines.append(f"| {r['attack']} | {r['strength']} | {r['success_rate']:.2f} | {f(r['unsupervised'])} | "
+                         f"{f(r['unsupervised_deployed'])} | {f(r.get('supervised_same'))} | {f(r.get('supervised_from_fgsm'))} |")
+        lines += ["", "| shift | n | unsupervised |", "|---|---|---|"]
+        lines += [f"| {r['shift']} | {r['n']} | {f(r['unsupervised'])} |" for r in t["shifts"]]
+        lines += ["", f"clean test inputs flagged at threshold 0.995: {t['clean_flag_rate_at_0.995']:.1%}", ""]
+    if "overhead" in res:
+        lines += ["### overhead in the damage-survey flow", "", "```", json.dumps(res["overhead"], indent=1), "```"]
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=400, help="clean condition crops per split")
+    ap.add_argument("--n-damage", type=int, default=80, help="clean facade images per split")
+    ap.add_argument("--targets", nargs="+", default=list(SCREENS), help="`none`: overhead only")
+    ap.add_argument("--attacks", nargs="+", default=list(A.ATTACKS))
+    ap.add_argument("--strengths", nargs="+", default=["paper", "weak"])
+    ap.add_argument("--no-overhead", action="store_true")
+    ap.add_argument("--tag", default="screen_auroc", help="results file stem under benchmarks/results")
+    a = ap.parse_args()
+    torch.manual_seed(0)
+    res = {"targets": [run_target(k, a.n if k == "component_condition" else a.n_damage, a.attacks, a.strengths)
+                       for k in a.targets if k != "none"]}
+    if not a.no_overhead:
+        res["overhead"] = overhead()
+    out = ROOT / "benchmarks" / "results"
+    (out / f"{a.tag}.json").write_text(json.dumps(res, indent=1))
+    (out / f"{a.tag}.md").write_text(markdown(res))
+    print(markdown(res))
+
+
+if __name__ == "__main__":
+    main()
