@@ -42,11 +42,25 @@ def save(path: str | Path, model: torch.nn.Module, spec: ModelSpec | dict, task:
             # fp16 halves what ships in git; weights are cast back to fp32 on load
             "state_dict": {k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()
                            for k, v in model.state_dict().items()}}
+    write(path, ckpt)
+
+
+def write(path: str | Path, ckpt: dict) -> None:
+    """torch.save to a temporary file, then rename: a crash never leaves half a checkpoint."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(ckpt, tmp)
     os.replace(tmp, path)
+
+
+def read(path: str | Path) -> object:
+    """The raw checkpoint, loaded with weights_only; an unreadable file is a WeightsError."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise WeightsError(f"cannot read weights file {path}: {e.__class__.__name__}",
+                           "the file is corrupt or not an inspectflow checkpoint; re-train or re-download it") from e
 
 
 def load(path: str | Path, task: str) -> tuple[torch.nn.Module, dict]:
@@ -55,11 +69,7 @@ def load(path: str | Path, task: str) -> tuple[torch.nn.Module, dict]:
     if not path.exists():
         raise WeightsError(f"weights file {path} does not exist",
                            "run `dvc repro` to train it, or point the stage's `model:` at your own weights")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise WeightsError(f"cannot read weights file {path}: {e.__class__.__name__}",
-                           "the file is corrupt or not an inspectflow checkpoint; re-train or re-download it") from e
+    ckpt = read(path)
     if not isinstance(ckpt, dict) or "task" not in ckpt or "state_dict" not in ckpt:
         raise WeightsError(f"{path} is not an inspectflow checkpoint (no task/state_dict)",
                            "save weights with pipeline.models.checkpoint.save")

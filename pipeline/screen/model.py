@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import io
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from pipeline.errors import WeightsError
+from pipeline.models import checkpoint
 from pipeline.screen import detector as det
 from pipeline.screen.autoencoder import LayerAE
 from pipeline.screen.taps import rows
@@ -94,11 +93,7 @@ class ScreenModel:
                 "aes": [{"args": ae.args, "state_dict": {k: v.half() for k, v in ae.state_dict().items()}} for ae in self.aes],
                 "detectors": {int(d): torch.frombuffer(bytearray(det.dumps(m)), dtype=torch.uint8) for d, m in self.detectors.items()},
                 "clean": {int(d): torch.from_numpy(v) for d, v in self.clean.items()}}
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(ckpt, tmp)
-        os.replace(tmp, path)
+        checkpoint.write(path, ckpt)
 
     @classmethod
     def load(cls, path: str | Path) -> ScreenModel:
@@ -106,11 +101,7 @@ class ScreenModel:
         if not path.exists():
             raise WeightsError(f"screen weights {path} do not exist",
                                "run `dvc repro train_screen`, or remove the screen stage from the flow config")
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise WeightsError(f"{path} is not a readable screen checkpoint ({type(e).__name__})",
-                               "point `model:` at a file written by `dvc repro train_screen`") from e
+        ckpt = checkpoint.read(path)
         if not isinstance(ckpt, dict) or ckpt.get("task") != TASK:
             got = ckpt.get("task") if isinstance(ckpt, dict) else type(ckpt).__name__
             raise WeightsError(f"{path} holds weights for task {got!r}, not a screen",

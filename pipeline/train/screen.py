@@ -38,24 +38,18 @@ def flow_calls(target: Target, layers: list[str], grid: int, clip: dict) -> list
     """Activations from the stage as the flow runs it, on a clean synthetic drone clip. The
     condition stage's crops come from predicted component masks on perspective frames, which
     differ from the dataset's crops; calibrating on them keeps clean flights from being flagged."""
-    from pipeline.core import FrameResult
+    from pipeline.runner import Pipeline
     from pipeline.sources import SourceOptions, open_source
     from pipeline.synth.video import facade_video
     from stages import load_stage
 
-    before = [load_stage(ROOT / "stages" / "configs" / f"{n}.yaml") for n in clip.get("before", [])]
+    pipe = Pipeline([*(load_stage(ROOT / "stages" / "configs" / f"{n}.yaml") for n in clip.get("before", [])), target.stage])
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "clip.mp4"
         facade_video(path, clip["seconds"], clip["seed"], progress=False)
         frames = list(open_source(path, SourceOptions(stride=clip.get("stride", 1))))
 
-    def run(batch):
-        results = [FrameResult(frame=f) for f in batch]
-        for s in before:
-            s.process(results)
-        target.stage.process(results)
-
-    return collect(target.model, layers, run, [frames[i : i + 4] for i in range(0, len(frames), 4)], grid, "flow clip")
+    return collect(target.model, layers, pipe, [frames[i : i + 4] for i in range(0, len(frames), 4)], grid, "flow clip")
 
 
 def main(p: dict) -> None:
