@@ -96,7 +96,8 @@ class EarlyExitModel(nn.Module):
                 last_pred = pred
                 done = run >= self.cfg.patience
             else:
-                done = lp.exp().amax(1) >= self.cfg.threshold
+                # threshold 1.0 means "never exit early", even where float32 saturates to p = 1
+                done = lp.exp().amax(1) >= self.cfg.threshold if self.cfg.threshold < 1 else torch.zeros_like(run, dtype=torch.bool)
             if done.any():
                 out[alive[done]], where[alive[done]] = lp[done], m
                 keep = ~done

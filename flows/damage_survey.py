@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 import pipeline
 from pipeline.annotate import annotate
+from pipeline.budget import add_counters, compute_summary
 from pipeline.errors import InspectflowError
 from pipeline.linking import Registrar, to_mosaic
 from pipeline.report import render_html
@@ -81,7 +82,7 @@ def process_chunk(run_key: str, k: int, first: int, stop: int) -> dict:
     part = VideoPart(out / "parts" / f"part_{k:05d}.mp4", source.fps / cfg.source.stride)
     n_skipped_before = len(source.skipped)
     pipe.reset()  # reuse only within a chunk, so a resumed chunk computes exactly what the first try did
-    reused_before = pipe.reused
+    reused_before, counted_before = pipe.reused, pipe.counters()
     obs, flagged, n, last, t0 = [], [], 0, prev["last_frame"] if prev else None, time.perf_counter()
     batch = []
 
@@ -121,6 +122,7 @@ def process_chunk(run_key: str, k: int, first: int, stop: int) -> dict:
     part.close()
     marker = {"chunk": k, "first": first, "stop": stop, "frames": n, "last_frame": last, "H": reg.H.tolist(), "segment": reg.segment,
               "offset": offset, "seconds": round(time.perf_counter() - t0, 3), "reused": pipe.reused - reused_before,
+              "compute": {k: v - counted_before.get(k, 0) for k, v in pipe.counters().items()},
               "skipped": source.skipped[n_skipped_before:], "observations": obs, "screened": flagged}
     atomic_json(_chunk_path(out, k), marker)  # last: its presence means the chunk is complete
     return {"chunk": k, "frames": n, "seconds": marker["seconds"]}
@@ -200,6 +202,7 @@ def finish(out_dir: Path, src, cfg: FlowConfig, plan, seconds: float, config: st
         "frames_reused": sum(m.get("reused", 0) for m in markers),
         "skipped": [s for m in markers for s in m["skipped"]], "rollup": rollup,
         "screened": [s for m in markers for s in m.get("screened", [])],
+        "compute": compute_summary(cfg.budget, n, add_counters([m.get("compute", {}) for m in markers])),
     }
     if cfg.video.enabled:
         parts = [out_dir / "parts" / f"part_{k:05d}.mp4" for k in range(len(plan))]

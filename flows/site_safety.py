@@ -13,14 +13,17 @@ import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import ClassVar
 
 from prefect import flow, task
-from pydantic import Field
+from pydantic import Field, field_validator
 from tqdm import tqdm
 
 import pipeline
+from pipeline.budget import compute_summary
 from pipeline.config import load_yaml, validate
 from pipeline.errors import InspectflowError
+from pipeline.reuse import ReuseConfig
 from pipeline.runner import DEFAULT_CONFIGS, BaseFlowConfig, Pipeline
 from pipeline.safety.alerts import AlertConfig, AlertSink
 from pipeline.safety.draw import annotate_safety
@@ -36,10 +39,19 @@ _PIPELINES: dict[str, Pipeline] = {}
 
 
 class SafetyFlowConfig(BaseFlowConfig):
+    flow_name: ClassVar[str] = "site-safety"
     chunk_frames: int = Field(100, ge=1, description="frames per Prefect task")
     zones: list[Zone] = Field(default_factory=list)
     status: StatusConfig = StatusConfig()
     alerts: AlertConfig = AlertConfig()
+
+    @field_validator("reuse")
+    @classmethod
+    def _fixed_camera(cls, v: ReuseConfig) -> ReuseConfig:
+        if v.mode != "still":
+            raise ValueError("site-safety reuses results only from a fixed camera: use mode `still` "
+                             "(motion mode shifts masks, not worker tracks)")
+        return v
 
 
 def load_config(path: str | Path) -> tuple[SafetyFlowConfig, Path]:
@@ -155,6 +167,7 @@ def site_safety(source: str, out: str, config: str | None = None, progress: bool
         "version": pipeline.__version__, "run": {"source": src.name, "config": str(config or DEFAULT_CONFIG)},
         "frames_processed": n, "fps": n / max(busy, 1e-9), "seconds": round(time.perf_counter() - t0, 2),
         "workers_seen": len(ctx["workers"]), "frames_reused": pipe.reused,
+        "compute": compute_summary(cfg.budget, n, pipe.counters()),
         "violations": [a for a in alerts if a["type"] == "violation_start"],
         "alerts": delivery, "stream_gaps": getattr(src, "gaps", []), "skipped": src.skipped,
     }

@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from pipeline.budget import describe  # noqa: E402
 from pipeline.annotate import STATE_COLORS  # noqa: E402
 from pipeline.components import crop_rect  # noqa: E402
 from pipeline.core import DAMAGE_STATES  # noqa: E402
@@ -132,7 +133,8 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} td:first-child{{
 <h1>Damage survey</h1>
 <p>Source <code>{e(run['source'])}</code> &middot; {summary['frames_processed']} frames processed at {summary['fps']:.1f} frames/s
 &middot; {ru['unique_components']} components from {ru['views']} views
-{f"&middot; {summary['frames_reused']} near-duplicate frames reused the previous results (frame gate)" if summary.get('frames_reused') else ''}</p>
+</p>
+<p>Compute: {describe(summary['compute']) if 'compute' in summary else 'not recorded'}</p>
 <h2>Worst components</h2>{''.join(cards) or '<p>No damaged components found.</p>'}
 <h2>Components</h2><table><tr><th>type</th><th>count</th>{''.join(f'<th>{s}</th>' for s in DAMAGE_STATES)}<th>damaged</th><th>mean damage</th></tr>{rows}</table>
 <h2>Plots</h2>{_img(state_chart(ru['per_type']))}<br>{_img(damage_timeline(events_path))}<br>{_img(facade_map(ru['components']))}

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.budget import Budget, apply_to_stage, preset
 from pipeline.config import load_yaml, validate
 from pipeline.core import Frame, FrameResult
 from pipeline.errors import ConfigError
@@ -51,12 +53,24 @@ class BaseFlowConfig(_Strict):
     batch_size: int = Field(4, ge=1, le=256)
     chunk_frames: int = Field(64, ge=1, description="frames per Prefect task; also the resume granularity")
     video: VideoConfig = VideoConfig()
+    budget: Budget = Field("balanced", description="full | balanced | fast: one knob for speed against accuracy; "
+                           "explicit `reuse:` or stage settings win over it")
     reuse: ReuseConfig = ReuseConfig()
+
+    flow_name: ClassVar[str]
+
+    def budget_preset(self) -> dict:
+        return preset(self.flow_name, self.budget)
+
+    def reuse_settings(self) -> ReuseConfig:
+        """The budget's frame reuse, with whatever the config's own `reuse:` sets on top."""
+        return ReuseConfig(**{**self.budget_preset()["reuse"], **self.reuse.model_dump(exclude_unset=True)})
 
 
 class FlowConfig(BaseFlowConfig):
     """The damage-survey flow."""
 
+    flow_name: ClassVar[str] = "damage-survey"
     linking: LinkingConfig = LinkingConfig()
     worst: int = Field(12, ge=0, description="how many worst components the report shows")
 
@@ -82,7 +96,8 @@ class Pipeline:
     def from_config(cls, cfg: BaseFlowConfig, base_dir: Path) -> Pipeline:
         from stages import parse_stage
 
-        parsed = [parse_stage(s, base_dir) for s in cfg.stages]
+        tune = cfg.budget_preset()["stages"]
+        parsed = [(c, apply_to_stage(sc, tune.get(c.type_name, {}))) for c, sc in (parse_stage(s, base_dir) for s in cfg.stages)]
         have = {"image"}
         for stage_cls, _ in parsed:
             missing = set(stage_cls.inputs) - have
@@ -95,7 +110,7 @@ class Pipeline:
         for i, stage in enumerate(stages):
             if hasattr(stage, "attach"):  # e.g. a screen binding to the stage whose activations it reads
                 stage.attach(stages[:i])
-        return cls(stages, cfg.reuse)
+        return cls(stages, cfg.reuse_settings())
 
     def _run(self, frames: list[Frame]) -> list[FrameResult]:
         results = [FrameResult(frame=f) for f in frames]
@@ -119,3 +134,11 @@ class Pipeline:
     @property
     def reused(self) -> int:
         return 0 if self.gate is None else self.gate.reused
+
+    def counters(self) -> dict[str, float]:
+        """Running totals of the work skipped, per stage (`type.counter`); differences give a chunk's share."""
+        out = {"frames_reused": self.reused}
+        for st in self.stages:
+            for k, v in (st.counters() if hasattr(st, "counters") else {}).items():
+                out[f"{st.type_name}.{k}"] = v
+        return out

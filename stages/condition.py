@@ -6,6 +6,7 @@ so an early-exit model from `adaptive/` drops in through the YAML alone."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from pydantic import Field
 
@@ -33,8 +34,15 @@ class ComponentCondition(Stage):
 
     def __init__(self, cfg: ConditionConfig):
         super().__init__(cfg)
+        self.exits = None  # crops per exit, for the run summary (early-exit models only)
+        if hasattr(self.model, "infer"):
+            self.exits = np.zeros(self.model.n_exits, np.int64)
+            flops = self.meta.get("meta", {}).get("flops_per_exit")
+            self.flops = np.asarray(flops, float) if flops else None
         if cfg.exit_threshold is not None:
             if not hasattr(self.model, "infer"):
+                if "exit_threshold" not in cfg.model_fields_set:
+                    return  # a budget preset's threshold means nothing to a single-exit model
                 raise ConfigError(f"exit_threshold is set, but {cfg.model} is not an early-exit model",
                                   "remove exit_threshold, or point `model:` at an early-exit checkpoint (condition_ee.pt)")
             self.model.cfg.threshold = cfg.exit_threshold
@@ -54,5 +62,17 @@ class ComponentCondition(Stage):
             for i in range(0, len(crops), self.cfg.batch_size):
                 x = to_tensor(crops[i : i + self.cfg.batch_size]).to(self.cfg.device)
                 probs = torch.softmax(self.model(x), 1).cpu()
+                if self.exits is not None:
+                    self.exits += np.bincount(self.model.last_exit.cpu().numpy(), minlength=len(self.exits))
                 for c, p in zip(owners[i : i + self.cfg.batch_size], probs):
                     c.state, c.state_scores = int(p.argmax()), [round(float(v), 4) for v in p]
+
+    def counters(self) -> dict[str, float]:
+        """Crops per exit and the FLOPs they cost, as shares of running every crop to the end."""
+        if self.exits is None or not self.exits.sum():
+            return {}
+        out = {f"exit_{i}": int(n) for i, n in enumerate(self.exits)}
+        if self.flops is not None:
+            out["flops"] = float(self.exits @ self.flops)
+            out["flops_full"] = float(self.exits.sum() * self.flops[-1])
+        return out

@@ -93,3 +93,55 @@ def test_shipped_configs_validate():
     for s in cfg.stages:
         cls, stage_cfg = parse_stage(s, base)
         assert stage_cfg.model.name.endswith(".pt")
+
+
+def _ee_weights(tmp_path):
+    spec = {"class_path": "adaptive.model.EarlyExitClassifier",
+            "init_args": {"num_classes": 4, "widths": [8, 16, 16], "exits": [0, 1], "threshold": 0.9}}
+    p = tmp_path / "cond_ee.pt"
+    checkpoint.save(p, checkpoint.build(spec), spec, "condition_classification", ["a", "b", "c", "d"], {"crop_size": 32})
+    return p
+
+
+def _flow(tmp_path, text):
+    return load_flow_config(_write(tmp_path, text, "flow.yaml"))
+
+
+def test_budget_sets_reuse_and_stage_settings_unless_the_config_does(tmp_path, cond_weights):
+    seg = "{type: component_segmentation, model: seg.pt}"
+    ee = _ee_weights(tmp_path)
+    stages = f"stages: [{{type: component_condition, model: {ee}}}]\n"
+
+    def build(text):
+        cfg, base = _flow(tmp_path, text)
+        # the chain needs masks before the condition stage; check the preset on its own
+        from pipeline.budget import apply_to_stage
+
+        cls, sc = parse_stage(cfg.stages[0], base)
+        return cfg, cls(apply_to_stage(sc, cfg.budget_preset()["stages"].get(cls.type_name, {})))
+
+    cfg, st = build(stages + "budget: full\n")
+    assert not cfg.reuse_settings().enabled and st.model.cfg.threshold == 1.0
+    cfg, st = build(stages + "budget: fast\n")
+    r = cfg.reuse_settings()
+    assert (r.enabled, r.mode, r.max_run) == (True, "motion", 5) and st.model.cfg.threshold == 0.85
+    cfg, st = build(stages + "budget: balanced\n")
+    assert cfg.reuse_settings().mode == "motion" and st.model.cfg.threshold == 0.9  # the checkpoint's calibrated one
+    # explicit settings win: a reuse key in the flow, a threshold in the stage
+    cfg, st = build(f"stages: [{{type: component_condition, model: {ee}, exit_threshold: 0.6}}]\nbudget: fast\nreuse: {{max_run: 2}}\n")
+    r = cfg.reuse_settings()
+    assert (r.enabled, r.mode, r.max_run) == (True, "motion", 2) and st.model.cfg.threshold == 0.6
+    # a preset threshold is ignored by a single-exit model; an explicit one is an error
+    cfg, st = build(f"stages: [{{type: component_condition, model: {cond_weights}}}]\nbudget: full\n")
+    assert not hasattr(st.model, "infer")
+    with pytest.raises(ConfigError, match="exit_threshold"):
+        build(f"stages: [{{type: component_condition, model: {cond_weights}, exit_threshold: 0.5}}]\n")
+    with pytest.raises(ConfigError, match="budget"):
+        _flow(tmp_path, f"stages: [{seg}]\nbudget: turbo\n")
+
+
+def test_site_safety_refuses_motion_reuse(tmp_path):
+    from flows.site_safety import load_config
+
+    with pytest.raises(ConfigError, match="still"):
+        load_config(_write(tmp_path, "stages: [a.yaml]\nreuse: {mode: motion}\n", "flow.yaml"))

@@ -60,3 +60,44 @@ def test_frame_gate_reuses_near_duplicates_and_bounds_staleness():
     assert [r.reused for r in out] == [False, True, True, False, False, True, False] and pipe.reused == 3
     pipe.reset()
     assert pipe([frames[0]])[0].reused is False  # a new run starts without a reference
+
+
+def test_motion_gate_shifts_the_reference_masks_onto_a_moving_camera():
+    import cv2
+    import numpy as np
+
+    from pipeline.components import extract_components
+    from pipeline.core import Frame
+    from pipeline.reuse import ReuseConfig
+    from pipeline.runner import Pipeline
+
+    calls = []
+
+    class Bright:  # a "model" whose mask is tied to the pixels, so a correct shift reproduces it
+        def process(self, batch):
+            for r in batch:
+                calls.append(r.frame.index)
+                r.damage_mask = (r.frame.image[..., 0] > 200).astype(np.uint8)
+                r.component_mask = r.damage_mask.copy()
+                r.components, _ = extract_components(r.component_mask, r.damage_mask, 30, classes=[1])
+
+    rng = np.random.default_rng(1)
+    scene = cv2.GaussianBlur(rng.integers(0, 255, (500, 1200, 3), dtype=np.uint8), (9, 9), 0)
+    for _ in range(25):
+        x, y = rng.integers(20, 1150), rng.integers(20, 450)
+        cv2.rectangle(scene, (int(x), int(y)), (int(x) + 30, int(y) + 20), (255, 255, 255), -1)
+    # the camera pans right 4 px per frame, then cuts to another scene
+    imgs = [scene[50:410, 40 + 4 * i : 680 + 4 * i] for i in range(8)] + [np.ascontiguousarray(scene[::-1, ::-1][50:410, :640])]
+    frames = [Frame(i, np.ascontiguousarray(im), i / 30, "t") for i, im in enumerate(imgs)]
+    pipe = Pipeline([Bright()], ReuseConfig(enabled=True, mode="motion", max_diff=4, max_run=3, max_shift=0.1))
+    out = pipe(frames[:5]) + pipe(frames[5:])
+    assert calls == [0, 4, 8]  # runs of 3 reuse, then the cut is computed
+    for r in out:
+        truth = (r.frame.image[..., 0] > 200).astype(np.uint8)
+        inner = (slice(0, None), slice(0, -16))  # the 4..12 px strip that entered on the right is unseen
+        assert (r.damage_mask[inner] == truth[inner]).mean() > 0.995, r.frame.index
+        if r.reused:
+            boxes = np.array([c.box for c in extract_components(truth, truth, 30, classes=[1])[0]])
+            for c in r.components:  # each moved component is where the frame shows it (within 1 px), unless at the border
+                near = np.abs(boxes - np.array(c.box)).max(1).min() <= 1
+                assert near or c.box[0] <= 0 or c.box[2] >= 640 - 16, (r.frame.index, c.box)

@@ -7,6 +7,7 @@ import html
 import json
 from pathlib import Path
 
+from pipeline.budget import describe
 from pipeline.report import _img, _png, plt
 
 
@@ -52,7 +53,8 @@ def render_safety_html(summary: dict, out_dir: Path) -> str:
 <p>Source <code>{e(summary['run']['source'])}</code> &middot; {summary['frames_processed']} frames at
 {summary['fps']:.1f} frames/s &middot; {summary['workers_seen']} worker tracks &middot;
 <b>{len(summary['violations'])} violations</b>
-{f"&middot; {summary['frames_reused']} near-duplicate frames reused the previous results" if summary.get('frames_reused') else ''}</p>
+</p>
+<p>Compute: {describe(summary['compute']) if 'compute' in summary else 'not recorded'}</p>
 {webhook}<h2>Violations</h2>{''.join(cards) or '<p>No violations.</p>'}
 <h2>Over time</h2>{_img(status_timeline(out_dir / 'events.jsonl'))}
 {f'<h2>Stream gaps</h2><ul>{gaps}</ul>' if gaps else ''}
