@@ -110,11 +110,12 @@ def predict(stage_config: Path = typer.Argument(..., help="a stage YAML, e.g. st
 @synth_app.command("facade-video")
 def synth_facade_video(out: Path = typer.Option(..., help="clip path, e.g. clip.mp4"),
                        seconds: float = typer.Option(10, min=0.1), seed: int = typer.Option(0),
-                       fps: float = typer.Option(30, min=1), width: int = typer.Option(1280), height: int = typer.Option(720)):
+                       fps: float = typer.Option(30, min=1), width: int = typer.Option(1280), height: int = typer.Option(720),
+                       intact: float = typer.Option(0.0, min=0, max=1, help="share of the pass over undamaged stretches")):
     """A synthetic drone pass along a damaged facade, with CLIP.srt telemetry and CLIP.labels.npz labels."""
     from pipeline.synth.video import facade_video
 
-    meta = facade_video(out, seconds, seed, fps, (width, height))
+    meta = facade_video(out, seconds, seed, fps, (width, height), intact=intact)
     typer.echo(f"wrote {out} ({meta['frames']} frames), {out.with_suffix('.srt')}, {out.with_suffix('.labels.npz')}")
 
 
@@ -160,11 +161,12 @@ def alerts_retry(out: Path = typer.Option(..., help="a site-safety run folder"),
 @synth_app.command("site-video")
 def synth_site_video(out: Path = typer.Option(..., help="clip path, e.g. site.mp4"),
                      seconds: float = typer.Option(10, min=0.1), seed: int = typer.Option(0),
-                     fps: float = typer.Option(10, min=1), width: int = typer.Option(1280), height: int = typer.Option(720)):
+                     fps: float = typer.Option(10, min=1), width: int = typer.Option(1280), height: int = typer.Option(720),
+                     empty: float = typer.Option(0.0, min=0, max=1, help="share of each 10 s with nobody on site")):
     """A fixed site camera: workers walk and take hats off and on; labels in CLIP.labels.jsonl."""
     from pipeline.synth.site_data import site_video
 
-    meta = site_video(out, seconds, seed, fps, (width, height))
+    meta = site_video(out, seconds, seed, fps, (width, height), empty=empty)
     typer.echo(f"wrote {out} ({meta['frames']} frames, {meta['workers']} workers), {out.with_suffix('.labels.jsonl')}")
 
 

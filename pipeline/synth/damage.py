@@ -110,12 +110,16 @@ def _render(rng, img, damage, crack, spall, rebar):
         damage[c] = CRACK
 
 
-def add_damage(rng: np.random.Generator, f: Facade, p_state=(0.4, 0.25, 0.2, 0.15)) -> Facade:
-    """Paint damage on every damageable component and record each component's state."""
+def add_damage(rng: np.random.Generator, f: Facade, p_state=(0.4, 0.25, 0.2, 0.15),
+               intact_x: list[tuple[int, int]] = ()) -> Facade:
+    """Paint damage on every damageable component and record each component's state. Components
+    whose centre lies in an `intact_x` span (facade px) are left undamaged."""
     boxes = find_objects(f.instances)
     for iid, cls in f.instance_class.items():
         sl = boxes[iid - 1]
         target = int(rng.choice(4, p=p_state))
+        if sl is not None and any(a <= (sl[1].start + sl[1].stop) / 2 < b for a, b in intact_x):
+            target = 0
         if cls not in DAMAGEABLE or target == 0 or sl is None:
             continue
         inst = (f.instances[sl] == iid).astype(np.uint8)

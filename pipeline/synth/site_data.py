@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -83,9 +84,10 @@ def real_hardhat_yolo(real: str | Path, out: str | Path, hat_share: float = 0.6)
 
 
 def site_video(out: str | Path, seconds: float = 10, seed: int = 0, fps: float = 10, size=(1280, 720),
-               progress: bool = True) -> dict:
+               progress: bool = True, empty: float = 0.0) -> dict:
     """A fixed camera over a site: workers walk, turn, take hats off and on. Writes CLIP.mp4 and
-    CLIP.labels.jsonl (one line of persons/hats/heads per frame, with track ids)."""
+    CLIP.labels.jsonl (one line of persons/hats/heads per frame, with track ids). `empty`: share of
+    each 10 s in which nobody is on site (breaks, shift changes), at its end."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -98,12 +100,14 @@ def site_video(out: str | Path, seconds: float = 10, seed: int = 0, fps: float =
     lines = []
     for i in tqdm(range(n), desc="rendering site clip", disable=not progress):
         s = animate(scene, i / fps, seed)
+        if empty > 0 and (i / fps / 10.0) % 1.0 >= 1 - empty:
+            s = replace(s, workers=[], occluders=[])
         writer.write(render(s))
         lines.append(json.dumps({"frame": i, **labels(s)}))
     writer.release()
     os.replace(tmp, out)
     out.with_suffix(".labels.jsonl").write_text("\n".join(lines) + "\n")
-    return {"frames": n, "fps": fps, "size": list(size), "workers": len(scene.workers), "video": str(out)}
+    return {"frames": n, "fps": fps, "size": list(size), "workers": len(scene.workers), "empty": empty, "video": str(out)}
 
 
 if __name__ == "__main__":  # python -m pipeline.synth.site_data params.yaml

@@ -24,7 +24,9 @@ from pipeline.telemetry import write_srt
 
 
 def facade_video(out: str | Path, seconds: float = 10, seed: int = 0, fps: float = 30, size=(1280, 720),
-                 speed_px_s: float = 90, progress: bool = True) -> dict:
+                 speed_px_s: float = 90, progress: bool = True, intact: float = 0.0) -> dict:
+    """`intact`: share of the pass over undamaged stretches of the facade (most of a real survey
+    is intact wall), in stretches 2.5 views long."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -33,7 +35,11 @@ def facade_video(out: str | Path, seconds: float = 10, seed: int = 0, fps: float
     zoom = rng.uniform(1.0, 1.3)  # output px per facade px
     vw, vh = ow / zoom, oh / zoom
     travel = speed_px_s * seconds
-    f = add_damage(rng, generate_facade(rng, int(vw + travel + 200), storey_px=(200, 260)))
+    width = int(vw + travel + 200)
+    # stretches 2.5 views long, so some frames lie wholly over intact (or damaged) wall
+    spans = [(int(a), int(a + 2.5 * vw)) for a in np.arange(0, width, 2.5 * vw)]
+    intact_x = [s for s in spans if rng.random() < intact] if intact > 0 else []  # no draws: same clips as before
+    f = add_damage(rng, generate_facade(rng, width, storey_px=(200, 260)), intact_x=intact_x)
     fh = f.components.shape[0]
     metres_per_px = 3.0 / 230
     lat0, lon0, bearing = rng.uniform(-40, 50), rng.uniform(-120, 140), rng.uniform(0, 2 * np.pi)
@@ -69,7 +75,7 @@ def facade_video(out: str | Path, seconds: float = 10, seed: int = 0, fps: float
                         homographies=np.array(Hs, np.float64), instance_ids=ids,
                         instance_class=np.array([f.instance_class[i] for i in ids], np.int32),
                         instance_state=np.array([f.states[i] for i in ids], np.int32), size=np.array(size))
-    meta = {"frames": n, "fps": fps, "size": list(size), "zoom": round(float(zoom), 3), "seed": seed,
+    meta = {"frames": n, "fps": fps, "size": list(size), "zoom": round(float(zoom), 3), "seed": seed, "intact": intact,
             "components": len(ids), "video": str(out)}
     out.with_suffix(".json").write_text(json.dumps(meta, indent=2))
     return meta
