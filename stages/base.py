@@ -64,8 +64,11 @@ def parse_stage(spec: str | Path | dict, base_dir: Path | None = None) -> tuple[
         raise ConfigError(f"{where}: unknown stage type {kind!r}", f"use one of: {', '.join(sorted(STAGES))}")
     cls = STAGES[kind]
     cfg = validate(cls.Config, data, where)
-    if cfg.model is not None and not cfg.model.is_absolute():
-        cfg.model = (base / cfg.model).resolve()
+    # every file a stage names (model, gate, ...) is taken from the config file's folder
+    for name in type(cfg).model_fields:
+        v = getattr(cfg, name)
+        if isinstance(v, Path) and not v.is_absolute():
+            setattr(cfg, name, (base / v).resolve())
     return cls, cfg
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar, Protocol
 
 import numpy as np
 from pydantic import Field
 
 from pipeline.core import FrameResult
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, WeightsError
 from pipeline.models.yolo import load_yolo
 from pipeline.safety.core import Detections
 from pipeline.safety.rule import RuleConfig, decide
@@ -25,6 +26,10 @@ class DetectorConfig(StageConfig):
     tracker: str | None = Field("bytetrack.yaml", description="ultralytics tracker config, or null for no tracking")
     class_map: dict[str, str] = Field(default_factory=dict,
                                       description="your model's class names -> person | hardhat | head")
+    gate: Path | None = Field(None, description="'nothing here' gate weights (`dvc repro train_safety_gate`): "
+                              "a frame with nobody in it stops after an early layer")
+    gate_threshold: float | None = Field(None, ge=0, le=1, description="cell probability a frame needs to run on; "
+                                         "default: the calibrated one; 0 runs everything")
 
 
 class KeypointBackend(Protocol):
@@ -50,6 +55,17 @@ class UltralyticsBackend:
             raise ConfigError(f"{model_path} has classes {names}; the rule needs `hardhat` and `person` or `head`",
                               "map your class names with `class_map:` in the detector's stage YAML")
         self.names = tuple(names)
+        self.gate = None
+        if cfg.gate is not None:
+            from adaptive.gate import YoloGate, load_gate
+            from pipeline.screen.model import file_sha
+
+            gate, ckpt = load_gate(cfg.gate)
+            if ckpt["target"]["sha"] != file_sha(model_path):
+                raise WeightsError(f"gate {cfg.gate.name} was trained for {ckpt['target']['weights']}, not {Path(model_path).name}",
+                                   "retrain it: `dvc repro train_safety_gate`, or remove `gate:` from the detector's stage config")
+            thr = ckpt["threshold"] if cfg.gate_threshold is None else cfg.gate_threshold
+            self.gate = YoloGate(self.model, gate, ckpt["block"], thr)
 
     def __call__(self, images, track):
         kw = dict(imgsz=self.cfg.imgsz, conf=self.cfg.conf, iou=self.cfg.iou, device=self.cfg.device, verbose=False)
@@ -90,6 +106,10 @@ class SafetyDetector(Stage):
     def process(self, batch: list[FrameResult]) -> None:
         for r, d in zip(batch, self.backend([r.frame.image for r in batch], self.track)):
             r.detections = d
+
+    def counters(self) -> dict[str, float]:
+        g = getattr(self.backend, "gate", None)
+        return {"inputs": g.n_inputs, "gated": g.n_gated} if g is not None and g.n_inputs else {}
 
 
 class RuleStageConfig(StageConfig, RuleConfig):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import torch
@@ -9,6 +11,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from pipeline.core import FrameResult
+from pipeline.errors import WeightsError
 from pipeline.models.preprocess import to_tensor
 from stages.base import Stage, StageConfig, register
 
@@ -17,6 +20,13 @@ class SegmentationConfig(StageConfig):
     input_scale: float | None = Field(None, gt=0, le=4, description="frame resize before the model; default: the scale it was trained at")
     tile: int = Field(768, ge=64, description="larger (scaled) frames are cut into tiles of this size")
     overlap: int = Field(32, ge=0)
+
+
+class DamageConfig(SegmentationConfig):
+    gate: Path | None = Field(None, description="'nothing here' gate weights (`dvc repro train_damage_gate`): "
+                              "an input (frame or tile) with no damage-like cell stops after an early block")
+    gate_threshold: float | None = Field(None, ge=0, le=1, description="cell probability an input needs to run on; "
+                                         "default: the calibrated one; 0 runs everything")
 
 
 def _pad(x: torch.Tensor, mult: int = 32) -> tuple[torch.Tensor, int, int]:
@@ -40,6 +50,7 @@ class SegmentationStage(Stage):
         super().__init__(cfg)
         # NHWC lets oneDNN pick faster convolution kernels on CPU
         self.model.to(memory_format=torch.channels_last)
+        self.n_inputs = self.n_gated = 0
 
     def _scale(self) -> float:
         return self.cfg.input_scale or float(self.meta.get("meta", {}).get("input_scale", 1.0))
@@ -47,7 +58,14 @@ class SegmentationStage(Stage):
     @torch.inference_mode()
     def _logits(self, imgs: list[np.ndarray]) -> torch.Tensor:
         x, h, w = _pad(to_tensor(imgs).to(self.cfg.device))
-        return self.model(x.contiguous(memory_format=torch.channels_last))[..., :h, :w]
+        out = self.model(x.contiguous(memory_format=torch.channels_last))[..., :h, :w]
+        self.n_inputs += len(imgs)
+        if getattr(self.model, "gate", None) is not None:
+            self.n_gated += int((self.model.last_exit == 0).sum())
+        return out
+
+    def counters(self) -> dict[str, float]:
+        return {"inputs": self.n_inputs, "gated": self.n_gated} if self.n_inputs else {}
 
     def predict(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """Class-id masks at each image's own size."""
@@ -99,3 +117,17 @@ class DamageSegmentation(SegmentationStage):
     type_name = "damage_segmentation"
     task = "damage_segmentation"
     outputs = ("damage_mask",)
+    Config = DamageConfig
+
+    def __init__(self, cfg: DamageConfig):
+        super().__init__(cfg)
+        if cfg.gate is not None:
+            from adaptive.gate import GatedSegmenter, load_gate
+            from pipeline.screen.model import file_sha
+
+            gate, ckpt = load_gate(cfg.gate)
+            if ckpt["target"]["sha"] != file_sha(cfg.model):
+                raise WeightsError(f"gate {cfg.gate.name} was trained for {ckpt['target']['weights']}, not these weights ({cfg.model.name})",
+                                   "retrain it: `dvc repro train_damage_gate`, or remove `gate:` from the stage config")
+            thr = ckpt["threshold"] if cfg.gate_threshold is None else cfg.gate_threshold
+            self.model = GatedSegmenter(self.model, gate.to(memory_format=torch.channels_last), ckpt["block"], thr)

@@ -75,6 +75,10 @@ def test_flow_writes_every_output(survey, clip):
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == n
     html = (out / "report.html").read_text()
     assert "Damage survey" in html and html.count("data:image/png;base64") >= 3
+    # the default budget reuses shifted results on the moving clip, and says so
+    c = summary["compute"]
+    assert c["budget"] == "balanced" and 0 < c["frames_reused"] < n and c["frames_reused"] == sum(e["reused"] for e in events)
+    assert f"{c['frames_reused']} of {n} frames" in html
     assert not (out / "parts").exists() and not list(out.rglob(".*.tmp*"))
 
 

@@ -35,6 +35,13 @@ def fingerprint(stage) -> dict:
 @contextlib.contextmanager
 def full_depth(model: nn.Module):
     """Early exits off, so every screened layer sees every sample (training and the harness)."""
+    if getattr(model, "gate", None) is not None:  # a gated segmenter: nothing stops at its gate
+        old_gate, model.threshold = model.threshold, 0.0
+        try:
+            yield model
+        finally:
+            model.threshold = old_gate
+        return
     cfg = getattr(model, "cfg", None)
     if cfg is None or not hasattr(cfg, "threshold"):
         yield model
