@@ -1,0 +1,261 @@
+"""Each flow at each `budget` against the naive baseline of the first issues, on the same clip, with
+quality measured alongside. Every row runs in its own process; ratios are against rows of this run.
+
+Damage survey (a synthetic 720p drone pass with per-frame labels; by default half of it over intact
+stretches, as most of a real survey is):
+  - naive: every model at full resolution on every frame, single-exit condition model
+    (benchmarks/throughput.py's baseline), timed and scored on every `--naive-every`-th frame;
+  - pipeline rows: the flow's stage chain at each budget, chunked like the flow, timed around the
+    models and the frame gate only, and scored on every frame: damage IoU (crack/spall/rebar),
+    component mIoU, condition macro-F1 of the components found (state of the GT instance under each);
+  - flow rows: the whole Prefect flow (registration, linking, video, report) at each budget; its
+    busy frames/s, which excludes Prefect's start-up.
+Site safety (a synthetic 720p fixed-camera clip, by default with nobody on site for half of each
+10 s): naive two-model baseline, then the flow at each budget, with the hard-hat status F1 of
+benchmarks/safety_throughput.py.
+
+    python benchmarks/flow_budget.py [--seconds 10] [--intact 0.5] [--empty 0.5] [--naive-every 5] [--flows damage,site]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._common import SHIPPED_FLOW, report_result, run_measure  # noqa: E402
+
+CACHE = ROOT / "benchmarks" / ".cache"
+RESULTS = ROOT / "benchmarks" / "results"
+SITE_FLOW = ROOT / "flows" / "configs" / "site-safety.yaml"
+BUDGETS = ["full", "balanced", "fast"]
+
+
+class Scores:
+    """Confusions and condition pairs summed over the frames scored."""
+
+    def __init__(self, clip: Path):
+        self.labels = dict(np.load(clip.with_suffix(".labels.npz")))
+        self.state_of = dict(zip(self.labels["instance_ids"].tolist(), self.labels["instance_state"].tolist()))
+        self.cc, self.dc = np.zeros((8, 8), np.int64), np.zeros((4, 4), np.int64)
+        self.true, self.pred = [], []
+
+    def add(self, r) -> None:
+        from pipeline.core import DAMAGEABLE
+        from pipeline.metrics import confusion
+        from pipeline.synth.video import frame_labels
+
+        comp, inst, dmg = frame_labels(self.labels, r.frame.index)
+        self.cc += confusion(r.component_mask, comp, 8)
+        self.dc += confusion(r.damage_mask, dmg, 4)
+        for c in r.components:
+            if c.class_id not in DAMAGEABLE or c.state is None:
+                continue
+            x0, y0, x1, y1 = (max(v, 0) for v in c.box)
+            ids = inst[y0:y1, x0:x1][comp[y0:y1, x0:x1] == c.class_id]
+            ids = ids[ids > 0]
+            if ids.size:
+                self.true.append(self.state_of[int(np.bincount(ids).argmax())])
+                self.pred.append(c.state)
+
+    def result(self) -> dict:
+        from sklearn.metrics import f1_score
+
+        from pipeline.metrics import iou_per_class
+
+        ci, di = iou_per_class(self.cc), iou_per_class(self.dc)
+        return {"damage_iou": round(float(np.nanmean(di[1:])), 4), "damage_iou_per_class": np.round(di[1:], 4).tolist(),
+                "component_miou": round(float(np.nanmean(ci[1:])), 4),
+                "condition_f1": round(float(f1_score(self.true, self.pred, average="macro", labels=[0, 1, 2, 3], zero_division=0)), 4),
+                "condition_views": len(self.true)}
+
+
+def measure_naive(clip: Path, every: int) -> dict:
+    from pipeline.runner import Pipeline
+    from pipeline.sources import SourceOptions, open_source
+    from stages import load_stage
+
+    w = ROOT / "data" / "weights"
+    pipe = Pipeline([
+        load_stage({"type": "component_segmentation", "model": str(w / "components.pt"), "input_scale": 1.0, "batch_size": 1}),
+        load_stage({"type": "damage_segmentation", "model": str(w / "damage.pt"), "input_scale": 1.0, "batch_size": 1}),
+        load_stage({"type": "component_condition", "model": str(w / "condition.pt")}),
+    ])
+    sc, busy, n = Scores(clip), 0.0, 0
+    for f in open_source(clip, SourceOptions(stride=every)):
+        t = time.perf_counter()
+        (r,) = pipe([f])
+        busy += time.perf_counter() - t
+        sc.add(r)
+        n += 1
+    return {"frames": n, "seconds": busy, **sc.result()}
+
+
+def _damage_cfg(budget: str, dest: Path) -> Path:
+    cfg = yaml.safe_load(SHIPPED_FLOW.read_text())
+    cfg["stages"] = [str((SHIPPED_FLOW.parent / s).resolve()) for s in cfg["stages"]]
+    cfg["budget"] = budget
+    cfg.pop("reuse", None)
+    dest.write_text(yaml.safe_dump(cfg))
+    return dest
+
+
+def measure_pipe(clip: Path, budget: str) -> dict:
+    from pipeline.budget import compute_summary
+    from pipeline.runner import Pipeline, load_flow_config
+    from pipeline.sources import SourceOptions, open_source
+
+    with tempfile.TemporaryDirectory() as d:
+        cfg, base = load_flow_config(_damage_cfg(budget, Path(d) / "flow.yaml"))
+    pipe = Pipeline.from_config(cfg, base)
+    sc, busy, n, counted = Scores(clip), 0.0, 0, []
+    frames = list(open_source(clip, SourceOptions()))
+    for c0 in range(0, len(frames), cfg.chunk_frames):
+        pipe.reset()  # as the flow does at each chunk
+        before = pipe.counters()
+        chunk = frames[c0 : c0 + cfg.chunk_frames]
+        for i in range(0, len(chunk), cfg.batch_size):
+            t = time.perf_counter()
+            out = pipe(chunk[i : i + cfg.batch_size])
+            busy += time.perf_counter() - t
+            for r in out:
+                sc.add(r)
+            n += len(out)
+        counted.append({k: v - before.get(k, 0) for k, v in pipe.counters().items()})
+    from pipeline.budget import add_counters
+
+    return {"frames": n, "seconds": busy, **sc.result(), "compute": compute_summary(budget, n, add_counters(counted))}
+
+
+def measure_damage_flow(clip: Path, budget: str) -> dict:
+    from flows.damage_survey import damage_survey
+
+    with tempfile.TemporaryDirectory() as d:
+        s = damage_survey(str(clip), str(Path(d) / "out"), str(_damage_cfg(budget, Path(d) / "flow.yaml")), progress=False)
+    return {"frames": s["frames_processed"], "seconds": s["frames_processed"] / s["fps"], "compute": s["compute"],
+            "components": s["rollup"]["unique_components"]}
+
+
+def measure_site_flow(clip: Path, budget: str) -> dict:
+    from benchmarks.safety_throughput import status_f1
+    from flows.site_safety import site_safety
+
+    with tempfile.TemporaryDirectory() as d:
+        cfg = yaml.safe_load(SITE_FLOW.read_text())
+        cfg["stages"] = [str((SITE_FLOW.parent / s).resolve()) for s in cfg["stages"]]
+        cfg["budget"] = budget
+        cfg.pop("reuse", None)
+        (Path(d) / "flow.yaml").write_text(yaml.safe_dump(cfg))
+        s = site_safety(str(clip), str(Path(d) / "out"), str(Path(d) / "flow.yaml"), progress=False)
+        f1 = status_f1(Path(d) / "out" / "events.jsonl", clip.with_suffix(".labels.jsonl"))
+    return {"frames": s["frames_processed"], "seconds": s["frames_processed"] / s["fps"], "hardhat_f1": round(f1, 4),
+            "compute": s["compute"]}
+
+
+def damage_rows(a) -> dict:
+    from pipeline.synth.video import facade_video
+
+    clip = CACHE / f"pass_720p_{a.seconds:g}s_intact{a.intact:g}.mp4"
+    if not clip.exists():
+        facade_video(clip, seconds=a.seconds, seed=11, fps=30, size=(1280, 720), intact=a.intact)
+    rows = {"naive": run_measure(__file__, "damage naive (full res, every model)",
+                                 ["--clip", str(clip), "--measure", "naive", "--every", str(a.naive_every)])}
+    for b in BUDGETS:
+        rows[f"pipeline {b}"] = run_measure(__file__, f"damage pipeline, budget {b}", ["--clip", str(clip), "--measure", "pipe", "--budget", b])
+    if not a.no_flow:
+        for b in BUDGETS:
+            rows[f"flow {b}"] = run_measure(__file__, f"damage flow, budget {b}", ["--clip", str(clip), "--measure", "flow", "--budget", b])
+    return rows
+
+
+def site_rows(a) -> dict:
+    from benchmarks.safety_throughput import measure_naive  # noqa: F401  (run in the child)
+    from pipeline.synth.site_data import site_video
+
+    clip = CACHE / f"site_720p_{a.site_seconds:g}s_empty{a.empty:g}.mp4"
+    if not clip.exists():
+        site_video(clip, seconds=a.site_seconds, seed=5, fps=15, size=(1280, 720), empty=a.empty)
+    rows = {"naive": run_measure(__file__, "site naive (2 models, full res)", ["--clip", str(clip), "--measure", "site-naive", "--n", "40"])}
+    for b in BUDGETS:
+        rows[f"flow {b}"] = run_measure(__file__, f"site flow, budget {b}", ["--clip", str(clip), "--measure", "site-flow", "--budget", b])
+    return rows
+
+
+def markdown(res: dict) -> str:
+    out = []
+    if "damage" in res:
+        rows = res["damage"]
+        naive, full = rows["naive"]["fps"], rows["pipeline full"]["fps"]
+        out += ["### Damage survey", "",
+                "| row | frames/s | x naive | x full | damage IoU | component mIoU | condition F1 | frames reused | damage inputs gated | condition FLOPs |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
+        for k, r in rows.items():
+            c = r.get("compute", {})
+            ref = full if k.startswith("pipeline") else rows.get("flow full", {}).get("fps", float("nan"))
+            q = (f"{r['damage_iou']:.3f} | {r['component_miou']:.3f} | {r['condition_f1']:.3f}" if "damage_iou" in r else "- | - | -")
+            reused = f"{c['frames_reused'] / max(c['frames'], 1):.0%}" if c else "-"
+            gated = f"{c['damage_gated'] / c['damage_inputs']:.0%}" if c.get("damage_inputs") else "-"
+            out.append(f"| {k} | {r['fps']:.2f} | {r['fps'] / naive:.2f} | {r['fps'] / ref:.2f} | {q} | {reused} | {gated} | "
+                       f"{c.get('condition_flops_share', 1.0) if c else '-'} |")
+    if "site" in res:
+        rows = res["site"]
+        naive, full = rows["naive"]["fps"], rows["flow full"]["fps"]
+        out += ["", "### Site safety", "", "| row | frames/s | x naive | x full | hard-hat status F1 | frames reused | frames gated |",
+                "|---|---|---|---|---|---|---|"]
+        for k, r in rows.items():
+            c = r.get("compute", {})
+            gated = f"{c['detector_gated'] / c['detector_inputs']:.0%}" if c.get("detector_inputs") else "-"
+            out.append(f"| {k} | {r['fps']:.2f} | {r['fps'] / naive:.2f} | {r['fps'] / full:.2f} | {r.get('hardhat_f1', '-')} | "
+                       f"{c['frames_reused'] / max(c['frames'], 1):.0%} | {gated} |" if c else
+                       f"| {k} | {r['fps']:.2f} | 1.00 | {r['fps'] / full:.2f} | - | - | - |")
+    return "\n".join(out) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=10, help="damage clip length (30 fps)")
+    ap.add_argument("--site-seconds", type=float, default=20, help="site clip length (15 fps)")
+    ap.add_argument("--intact", type=float, default=0.5, help="damage clip: share over intact facade")
+    ap.add_argument("--empty", type=float, default=0.5, help="site clip: share of each 10 s with nobody on site")
+    ap.add_argument("--naive-every", type=int, default=5)
+    ap.add_argument("--flows", default="damage,site")
+    ap.add_argument("--no-flow", action="store_true", help="damage: skip the whole-flow rows")
+    ap.add_argument("--measure", choices=["naive", "pipe", "flow", "site-naive", "site-flow"])
+    ap.add_argument("--clip", type=Path)
+    ap.add_argument("--budget", choices=BUDGETS)
+    ap.add_argument("--every", type=int, default=5)
+    ap.add_argument("--n", type=int, default=40)
+    a = ap.parse_args()
+    if a.measure:
+        from benchmarks.safety_throughput import measure_naive as site_naive
+
+        r = {"naive": lambda: measure_naive(a.clip, a.every), "pipe": lambda: measure_pipe(a.clip, a.budget),
+             "flow": lambda: measure_damage_flow(a.clip, a.budget), "site-naive": lambda: site_naive(a.clip, a.n),
+             "site-flow": lambda: measure_site_flow(a.clip, a.budget)}[a.measure]()
+        report_result(r)
+        return
+    out_json = RESULTS / "flow_budget.json"
+    # a run of one flow keeps the other flow's last rows (each row set is internally consistent)
+    res = json.loads(out_json.read_text()) if out_json.exists() else {}
+    if "damage" in a.flows:
+        res["damage"] = damage_rows(a)
+    if "site" in a.flows:
+        res["site"] = site_rows(a)
+    md = markdown(res)
+    print("\n" + md)
+    RESULTS.mkdir(exist_ok=True)
+    out_json.write_text(json.dumps(res, indent=2))
+    (RESULTS / "flow_budget.md").write_text(md)
+
+
+if __name__ == "__main__":
+    main()
