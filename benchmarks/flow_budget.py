@@ -14,7 +14,7 @@ Site safety (a synthetic 720p fixed-camera clip, by default with nobody on site 
 10 s): naive two-model baseline, then the flow at each budget, with the hard-hat status F1 of
 benchmarks/safety_throughput.py.
 
-    python benchmarks/flow_budget.py [--seconds 10] [--intact 0.5] [--empty 0.5] [--naive-every 5] [--flows damage,site]
+    python benchmarks/flow_budget.py [--seconds 10] [--intact 0.5] [--empty 0.5] [--naive-every 5] [--flows damage,site] [--ablate]
 """
 
 from __future__ import annotations
@@ -145,7 +145,8 @@ def measure_damage_flow(clip: Path, budget: str) -> dict:
             "components": s["rollup"]["unique_components"]}
 
 
-def measure_site_flow(clip: Path, budget: str) -> dict:
+def measure_site_flow(clip: Path, budget: str, only: str | None = None) -> dict:
+    """`only`: "gate" (reuse off) or "reuse" (detector gate off), to see what each part costs."""
     from benchmarks.safety_throughput import status_f1
     from flows.site_safety import site_safety
 
@@ -154,6 +155,14 @@ def measure_site_flow(clip: Path, budget: str) -> dict:
         cfg["stages"] = [str((SITE_FLOW.parent / s).resolve()) for s in cfg["stages"]]
         cfg["budget"] = budget
         cfg.pop("reuse", None)
+        if only == "gate":
+            cfg["reuse"] = {"enabled": False}
+        elif only == "reuse":
+            det_path = Path(cfg["stages"][0])
+            det = yaml.safe_load(det_path.read_text())
+            det.pop("gate", None)
+            det["model"] = str((det_path.parent / det["model"]).resolve())
+            cfg["stages"][0] = det
         (Path(d) / "flow.yaml").write_text(yaml.safe_dump(cfg))
         s = site_safety(str(clip), str(Path(d) / "out"), str(Path(d) / "flow.yaml"), progress=False)
         f1 = status_f1(Path(d) / "out" / "events.jsonl", clip.with_suffix(".labels.jsonl"))
@@ -187,6 +196,9 @@ def site_rows(a) -> dict:
     rows = {"naive": run_measure(__file__, "site naive (2 models, full res)", ["--clip", str(clip), "--measure", "site-naive", "--n", "40"])}
     for b in BUDGETS:
         rows[f"flow {b}"] = run_measure(__file__, f"site flow, budget {b}", ["--clip", str(clip), "--measure", "site-flow", "--budget", b])
+    for part in ("gate", "reuse") if a.ablate else ():
+        rows[f"flow balanced, {part} only"] = run_measure(__file__, f"site flow, balanced, {part} only",
+                                                          ["--clip", str(clip), "--measure", "site-flow", "--budget", "balanced", "--only", part])
     return rows
 
 
@@ -234,13 +246,15 @@ def main():
     ap.add_argument("--budget", choices=BUDGETS)
     ap.add_argument("--every", type=int, default=5)
     ap.add_argument("--n", type=int, default=40)
+    ap.add_argument("--ablate", action="store_true", help="site: also balanced with only its gate, and with only its reuse")
+    ap.add_argument("--only", choices=["gate", "reuse"])
     a = ap.parse_args()
     if a.measure:
         from benchmarks.safety_throughput import measure_naive as site_naive
 
         r = {"naive": lambda: measure_naive(a.clip, a.every), "pipe": lambda: measure_pipe(a.clip, a.budget),
              "flow": lambda: measure_damage_flow(a.clip, a.budget), "site-naive": lambda: site_naive(a.clip, a.n),
-             "site-flow": lambda: measure_site_flow(a.clip, a.budget)}[a.measure]()
+             "site-flow": lambda: measure_site_flow(a.clip, a.budget, a.only)}[a.measure]()
         report_result(r)
         return
     out_json = RESULTS / "flow_budget.json"
