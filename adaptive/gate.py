@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pipeline.errors import ConfigError, WeightsError
+from pipeline.errors import ConfigError
 from pipeline.models import checkpoint
 
 TASK = "damage_gate"
@@ -93,17 +93,8 @@ class GatedSegmenter(nn.Module):
 
 def load_gate(path) -> tuple[CellGate, dict]:
     """A trained gate head and its checkpoint (block, threshold, the segmenter weights it was trained on)."""
-    from pathlib import Path
-
-    path = Path(path)
-    if not path.exists():
-        raise WeightsError(f"gate weights {path} do not exist",
-                           "run `dvc repro train_damage_gate`, or remove `gate:` from the stage config")
-    ckpt = checkpoint.read(path)
-    if not isinstance(ckpt, dict) or ckpt.get("task") != TASK:
-        got = ckpt.get("task") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise WeightsError(f"{path} holds weights for task {got!r}, not a damage gate",
-                           "point `gate:` at data/weights/damage_gate.pt")
+    ckpt = checkpoint.read_task(path, TASK, "gate", "run `dvc repro train_damage_gate` (or train_safety_gate), or remove `gate:` from the stage config",
+                                "point `gate:` at data/weights/damage_gate.pt or safety_gate.pt")
     gate = CellGate(**ckpt["args"])
     gate.load_state_dict(ckpt["state_dict"])
     return gate.eval(), ckpt

@@ -20,6 +20,20 @@ def shipped_flow_config(dest: Path, source: dict) -> Path:
     return dest
 
 
+def naive_damage_pipeline():
+    """The first issue's naive baseline: every damage-survey model at full resolution, one frame at a
+    time, single-exit condition model, no reuse or gates."""
+    from pipeline.runner import Pipeline
+    from stages import load_stage
+
+    w = ROOT / "data" / "weights"
+    return Pipeline([
+        load_stage({"type": "component_segmentation", "model": str(w / "components.pt"), "input_scale": 1.0, "batch_size": 1}),
+        load_stage({"type": "damage_segmentation", "model": str(w / "damage.pt"), "input_scale": 1.0, "batch_size": 1}),
+        load_stage({"type": "component_condition", "model": str(w / "condition.pt")}),
+    ])
+
+
 def peak_mb() -> float:
     import resource
 

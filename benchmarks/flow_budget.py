@@ -80,16 +80,10 @@ class Scores:
 
 
 def measure_naive(clip: Path, every: int) -> dict:
-    from pipeline.runner import Pipeline
+    from benchmarks._common import naive_damage_pipeline
     from pipeline.sources import SourceOptions, open_source
-    from stages import load_stage
 
-    w = ROOT / "data" / "weights"
-    pipe = Pipeline([
-        load_stage({"type": "component_segmentation", "model": str(w / "components.pt"), "input_scale": 1.0, "batch_size": 1}),
-        load_stage({"type": "damage_segmentation", "model": str(w / "damage.pt"), "input_scale": 1.0, "batch_size": 1}),
-        load_stage({"type": "component_condition", "model": str(w / "condition.pt")}),
-    ])
+    pipe = naive_damage_pipeline()
     sc, busy, n = Scores(clip), 0.0, 0
     for f in open_source(clip, SourceOptions(stride=every)):
         t = time.perf_counter()

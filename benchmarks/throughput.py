@@ -24,16 +24,10 @@ CACHE = ROOT / "benchmarks" / ".cache"
 
 def measure_naive(clip: Path, n: int) -> dict:
     """Every model on every frame at full resolution, one frame at a time, no reuse."""
-    from pipeline.runner import Pipeline
+    from benchmarks._common import naive_damage_pipeline
     from pipeline.sources import SourceOptions, open_source
-    from stages import load_stage
 
-    w = ROOT / "data" / "weights"
-    pipe = Pipeline([
-        load_stage({"type": "component_segmentation", "model": str(w / "components.pt"), "input_scale": 1.0, "batch_size": 1}),
-        load_stage({"type": "damage_segmentation", "model": str(w / "damage.pt"), "input_scale": 1.0, "batch_size": 1}),
-        load_stage({"type": "component_condition", "model": str(w / "condition.pt")}),
-    ])
+    pipe = naive_damage_pipeline()
     t = time.perf_counter()
     frames = 0
     for f in open_source(clip, SourceOptions(max_frames=n)):

@@ -63,6 +63,18 @@ def read(path: str | Path) -> object:
                            "the file is corrupt or not an inspectflow checkpoint; re-train or re-download it") from e
 
 
+def read_task(path: str | Path, task: str, what: str, missing_fix: str, wrong_fix: str) -> dict:
+    """A raw checkpoint dict that must exist and be tagged `task`; `what` names it in the errors."""
+    path = Path(path)
+    if not path.exists():
+        raise WeightsError(f"{what} weights {path} do not exist", missing_fix)
+    ckpt = read(path)
+    if not isinstance(ckpt, dict) or ckpt.get("task") != task:
+        got = ckpt.get("task") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise WeightsError(f"{path} holds weights for task {got!r}, not a {what}", wrong_fix)
+    return ckpt
+
+
 def load(path: str | Path, task: str) -> tuple[torch.nn.Module, dict]:
     """The model in eval mode and the checkpoint's metadata; clear errors for the usual mistakes."""
     path = Path(path)

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.errors import WeightsError
 from pipeline.models import checkpoint
 from pipeline.screen import detector as det
 from pipeline.screen.autoencoder import LayerAE
@@ -97,15 +96,8 @@ class ScreenModel:
 
     @classmethod
     def load(cls, path: str | Path) -> ScreenModel:
-        path = Path(path)
-        if not path.exists():
-            raise WeightsError(f"screen weights {path} do not exist",
-                               "run `dvc repro train_screen`, or remove the screen stage from the flow config")
-        ckpt = checkpoint.read(path)
-        if not isinstance(ckpt, dict) or ckpt.get("task") != TASK:
-            got = ckpt.get("task") if isinstance(ckpt, dict) else type(ckpt).__name__
-            raise WeightsError(f"{path} holds weights for task {got!r}, not a screen",
-                               "point the screen's `model:` at screen weights (data/weights/screen_*.pt)")
+        ckpt = checkpoint.read_task(path, TASK, "screen", "run `dvc repro train_screen`, or remove the screen stage from the flow config",
+                                    "point the screen's `model:` at screen weights (data/weights/screen_*.pt)")
         aes = []
         for a in ckpt["aes"]:
             ae = LayerAE(**a["args"])
