@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, WeightsError
 from pipeline.models import checkpoint
 
 TASK = "damage_gate"
@@ -91,13 +91,20 @@ class GatedSegmenter(nn.Module):
         return out
 
 
-def load_gate(path) -> tuple[CellGate, dict]:
-    """A trained gate head and its checkpoint (block, threshold, the segmenter weights it was trained on)."""
-    ckpt = checkpoint.read_task(path, TASK, "gate", "run `dvc repro train_damage_gate` (or train_safety_gate), or remove `gate:` from the stage config",
-                                "point `gate:` at data/weights/damage_gate.pt or safety_gate.pt")
+def load_gate(path, target, threshold: float | None, retrain: str) -> tuple[CellGate, int, float]:
+    """A trained gate head for the model in weights file `target`: (head, block it follows, threshold).
+    `threshold` None takes the calibrated one. Gate weights trained on another model are refused:
+    their cells would read activations they never saw."""
+    from pathlib import Path
+
+    fix = f"run `{retrain}`, or remove `gate:` from the stage config"
+    ckpt = checkpoint.read_task(path, TASK, "gate", fix, "point `gate:` at data/weights/damage_gate.pt or safety_gate.pt")
+    if ckpt["target"]["sha"] != checkpoint.file_sha(target):
+        raise WeightsError(f"gate {Path(path).name} was trained for {ckpt['target']['weights']}, not {Path(target).name}",
+                           f"retrain it: {fix}")
     gate = CellGate(**ckpt["args"])
     gate.load_state_dict(ckpt["state_dict"])
-    return gate.eval(), ckpt
+    return gate.eval(), ckpt["block"], ckpt["threshold"] if threshold is None else threshold
 
 
 def _rows(obj, idx: torch.Tensor):

@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import Field
 
 from pipeline.core import FrameResult
-from pipeline.errors import ConfigError, WeightsError
+from pipeline.errors import ConfigError
 from pipeline.models.yolo import load_yolo
 from pipeline.safety.core import Detections
 from pipeline.safety.rule import RuleConfig, decide
@@ -58,14 +58,9 @@ class UltralyticsBackend:
         self.gate = None
         if cfg.gate is not None:
             from adaptive.gate import YoloGate, load_gate
-            from pipeline.screen.model import file_sha
 
-            gate, ckpt = load_gate(cfg.gate)
-            if ckpt["target"]["sha"] != file_sha(model_path):
-                raise WeightsError(f"gate {cfg.gate.name} was trained for {ckpt['target']['weights']}, not {Path(model_path).name}",
-                                   "retrain it: `dvc repro train_safety_gate`, or remove `gate:` from the detector's stage config")
-            thr = ckpt["threshold"] if cfg.gate_threshold is None else cfg.gate_threshold
-            self.gate = YoloGate(self.model, gate, ckpt["block"], thr)
+            gate, layer, thr = load_gate(cfg.gate, model_path, cfg.gate_threshold, "dvc repro train_safety_gate")
+            self.gate = YoloGate(self.model, gate, layer, thr)
 
     def __call__(self, images, track):
         kw = dict(imgsz=self.cfg.imgsz, conf=self.cfg.conf, iou=self.cfg.iou, device=self.cfg.device, verbose=False)

@@ -11,7 +11,8 @@ from pydantic import Field
 
 from pipeline.core import FrameResult
 from pipeline.errors import ConfigError, WeightsError
-from pipeline.screen.model import ScreenModel, file_sha
+from pipeline.models.checkpoint import file_sha
+from pipeline.screen.model import ScreenModel
 from pipeline.screen.taps import ActivationTap
 from stages.base import Stage, StageConfig, register
 

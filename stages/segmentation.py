@@ -11,7 +11,6 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from pipeline.core import FrameResult
-from pipeline.errors import WeightsError
 from pipeline.models.preprocess import to_tensor
 from stages.base import Stage, StageConfig, register
 
@@ -29,7 +28,8 @@ class DamageConfig(SegmentationConfig):
                                          "default: the calibrated one; 0 runs everything")
 
 
-def _pad(x: torch.Tensor, mult: int = 32) -> tuple[torch.Tensor, int, int]:
+def pad_to_multiple(x: torch.Tensor, mult: int = 32) -> tuple[torch.Tensor, int, int]:
+    """Reflect-padded on the right and bottom to a multiple of `mult`; also the original (h, w)."""
     h, w = x.shape[-2:]
     ph, pw = (-h) % mult, (-w) % mult
     return (F.pad(x, (0, pw, 0, ph), mode="reflect") if ph or pw else x), h, w
@@ -57,7 +57,7 @@ class SegmentationStage(Stage):
 
     @torch.inference_mode()
     def _logits(self, imgs: list[np.ndarray]) -> torch.Tensor:
-        x, h, w = _pad(to_tensor(imgs).to(self.cfg.device))
+        x, h, w = pad_to_multiple(to_tensor(imgs).to(self.cfg.device))
         out = self.model(x.contiguous(memory_format=torch.channels_last))[..., :h, :w]
         self.n_inputs += len(imgs)
         if getattr(self.model, "gate", None) is not None:
@@ -123,11 +123,6 @@ class DamageSegmentation(SegmentationStage):
         super().__init__(cfg)
         if cfg.gate is not None:
             from adaptive.gate import GatedSegmenter, load_gate
-            from pipeline.screen.model import file_sha
 
-            gate, ckpt = load_gate(cfg.gate)
-            if ckpt["target"]["sha"] != file_sha(cfg.model):
-                raise WeightsError(f"gate {cfg.gate.name} was trained for {ckpt['target']['weights']}, not these weights ({cfg.model.name})",
-                                   "retrain it: `dvc repro train_damage_gate`, or remove `gate:` from the stage config")
-            thr = ckpt["threshold"] if cfg.gate_threshold is None else cfg.gate_threshold
-            self.model = GatedSegmenter(self.model, gate.to(memory_format=torch.channels_last), ckpt["block"], thr)
+            gate, block, thr = load_gate(cfg.gate, cfg.model, cfg.gate_threshold, "dvc repro train_damage_gate")
+            self.model = GatedSegmenter(self.model, gate.to(memory_format=torch.channels_last), block, thr)

@@ -7,6 +7,7 @@ A checkpoint is a plain dict of tensors and primitives, so it loads with `weight
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import os
 from pathlib import Path
@@ -61,6 +62,15 @@ def read(path: str | Path) -> object:
     except Exception as e:
         raise WeightsError(f"cannot read weights file {path}: {e.__class__.__name__}",
                            "the file is corrupt or not an inspectflow checkpoint; re-train or re-download it") from e
+
+
+def file_sha(path: str | Path) -> str:
+    """A short content hash: what a head trained on another model's activations (screen, gate) checks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
 
 
 def read_task(path: str | Path, task: str, what: str, missing_fix: str, wrong_fix: str) -> dict:

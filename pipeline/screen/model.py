@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -14,14 +13,6 @@ from pipeline.screen.autoencoder import LayerAE
 from pipeline.screen.taps import rows
 
 TASK = "screen"
-
-
-def file_sha(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
 
 
 class ScreenModel:

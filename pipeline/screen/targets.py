@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from pipeline.models.preprocess import to_tensor
-from pipeline.screen.model import file_sha
+from pipeline.models.checkpoint import file_sha
 
 ROOT = Path(__file__).resolve().parents[2]
 

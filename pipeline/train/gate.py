@@ -29,9 +29,10 @@ from tqdm import tqdm
 from adaptive.gate import TASK, CellGate, blocks_of, features_until
 from pipeline.models import checkpoint
 from pipeline.models.preprocess import to_tensor
-from pipeline.screen.model import file_sha
 from pipeline.train.common import load_params, setup
 from pipeline.train.seg_data import read_pair, real_crack_pairs, synthetic_pairs
+from stages.segmentation import pad_to_multiple
+
 
 def clip_frames(seconds: float, seed: int, intact: float, every: int, scale: float, fps: float = 30) -> list[tuple[np.ndarray, np.ndarray]]:
     """(image, damage mask) pairs from a synthetic drone pass, at the stage's input scale."""
@@ -70,14 +71,11 @@ def encode(seg, block: int, data, desc: str, min_px: int = 1) -> list[tuple[torc
     """Per image: (block features [C, h, w], cell targets [h, w], image has damage (None: too little to count))."""
     fm, out = blocks_of(seg), []
     for img, mask in tqdm(data, desc=desc):
-        h, w = img.shape[:2]
-        ph, pw = (-h) % 32, (-w) % 32
-        x = to_tensor([img])
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="reflect")
+        # padded as the stage pads, so the head trains on the activations it will see
+        x, h, w = pad_to_multiple(to_tensor([img]))
         _, f = features_until(fm, x, block)
         m = torch.from_numpy((np.asarray(mask) > 0).astype(np.float32))[None, None]
-        m = F.pad(m, (0, pw, 0, ph))
+        m = F.pad(m, (0, x.shape[-1] - w, 0, x.shape[-2] - h))
         cells = F.adaptive_max_pool2d(m, f.shape[-2:])[0, 0]
         px = int(np.asarray(mask).astype(bool).sum())
         out.append((f[0].clone(), cells, True if px >= min_px else (False if px == 0 else None)))
@@ -215,7 +213,7 @@ def train_safety_gate(p: dict) -> None:
           f"empty sites stopped {cal['skipped_clean']}")
     checkpoint.write(p["out"], {"task": TASK, "state_dict": gate.state_dict(), "args": {"in_channels": tr[0][0].shape[0], "hidden": p.get("hidden", 32)},
                                 "block": p["layer"], "threshold": cal["threshold"], "calibration": cal,
-                                "target": {"weights": Path(p["target"]).name, "sha": file_sha(p["target"])}})
+                                "target": {"weights": Path(p["target"]).name, "sha": checkpoint.file_sha(p["target"])}})
 
 
 def main(params_path: str, section: str) -> None:
@@ -250,7 +248,7 @@ def main(params_path: str, section: str) -> None:
           f"clean images stopped {cal['skipped_clean']}")
     checkpoint.write(p["out"], {"task": TASK, "state_dict": gate.state_dict(), "args": {"in_channels": tr[0][0].shape[0], "hidden": p.get("hidden", 32)},
                                 "block": block, "threshold": cal["threshold"], "calibration": cal,
-                                "target": {"weights": Path(p["target"]).name, "sha": file_sha(p["target"])}})
+                                "target": {"weights": Path(p["target"]).name, "sha": checkpoint.file_sha(p["target"])}})
 
 
 if __name__ == "__main__":
