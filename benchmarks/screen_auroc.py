@@ -30,6 +30,7 @@ from sklearn.metrics import roc_auc_score
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from pipeline.models.checkpoint import file_sha  # noqa: E402
 from pipeline.screen import attacks as A  # noqa: E402
 from pipeline.screen import detector as det  # noqa: E402
 from pipeline.screen.model import ScreenModel  # noqa: E402
@@ -37,6 +38,8 @@ from pipeline.screen.targets import Target, full_depth  # noqa: E402
 from pipeline.screen.train import collect  # noqa: E402
 
 REAL = ROOT.parent / "shared" / "data" / "real"
+CACHE = ROOT / "benchmarks" / ".cache" / "screen_attacks"
+FEATURES = {"plain": "", "codes": "_codes"}  # supervised detectors on error + norm, and on those plus the latent codes
 SCREENS = {"component_condition": ROOT / "data/weights/screen_condition.pt",
            "damage_segmentation": ROOT / "data/weights/screen_damage.pt"}
 
@@ -55,15 +58,26 @@ class Bench:
         self.n = n
         self.est = A.estimator(self.t.classifier(), self.t.input_size, 4 if kind == "component_condition" else 2)
 
-    def feats(self, x: np.ndarray) -> np.ndarray:
-        """Full-depth layer features (exits off), as the AEs and detectors were trained."""
+    def feats(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Full-depth layer features (exits off), as the AEs and detectors were trained: per layer
+        error and latent norm ("plain", what the shipped detectors read), and with the latent codes."""
         with full_depth(self.t.model):
             calls = collect(self.t.model, self.screen.layers, self.t.run,
                             [torch.from_numpy(x[i : i + 64]) for i in range(0, len(x), 64)], 8)
-        return self.screen.layer_features(calls)[0]
+        return {"plain": self.screen.layer_features(calls, codes=False)[0], "codes": self.screen.layer_features(calls, codes=True)[0]}
 
-    def unsup(self, X: np.ndarray) -> np.ndarray:
-        return det.score(self.screen.detectors[len(self.screen.layers)], X)
+    def unsup(self, F: dict[str, np.ndarray]) -> np.ndarray:
+        return det.score(self.screen.detectors[len(self.screen.layers)], F["plain"])
+
+    def attack(self, name: str, strength: str, x: np.ndarray, split: str) -> np.ndarray:
+        """Adversarial inputs, cached under benchmarks/.cache so detector settings can be rerun cheaply."""
+        f = CACHE / f"{self.t.kind}_{file_sha(self.t.stage.cfg.model)[:10]}_{name}_{strength}_{split}_{len(x)}.npy"
+        if f.exists():
+            return np.load(f)
+        xa = A.attack(name, self.est, x, strength)
+        f.parent.mkdir(parents=True, exist_ok=True)
+        np.save(f, xa)
+        return xa
 
     def deployed(self, x: np.ndarray) -> np.ndarray:
         """Scores with the model's early exits on: samples that exit early are judged on fewer layers."""
@@ -82,7 +96,7 @@ def run_target(kind: str, n: int, attacks: list[str], strengths: list[str], n_sl
         for strength in strengths:
             t0 = time.perf_counter()
             xv, xt = (x_val[:n_slow], x_test[:n_slow]) if name in A.SLOW else (x_val, x_test)
-            xa_v, xa_t = A.attack(name, b.est, xv, strength), A.attack(name, b.est, xt, strength)
+            xa_v, xa_t = b.attack(name, strength, xv, "val"), b.attack(name, strength, xt, "test")
             ok_v, ok_t = A.success(b.est, xv, xa_v), A.success(b.est, xt, xa_t)
             d = (xa_t - xt)[ok_t].reshape(int(ok_t.sum()), -1) / A.GREY
             adv_val[(name, strength)], adv_test[(name, strength)] = b.feats(xa_v[ok_v]), b.feats(xa_t[ok_t])
@@ -95,19 +109,22 @@ def run_target(kind: str, n: int, attacks: list[str], strengths: list[str], n_sl
                    "unsupervised": auroc(s_clean, b.unsup(adv_test[(name, strength)])) if ok_t.any() else None,
                    "unsupervised_deployed": auroc(d_clean, b.deployed(xa_t[ok_t])) if ok_t.any() else None}
             if ok_v.sum() >= 10 and ok_t.sum() >= 5:
-                svm = det.fit_supervised(F_val, adv_val[(name, strength)])
-                row["supervised_same"] = auroc(det.score(svm, F_test), det.score(svm, adv_test[(name, strength)]))
+                for kind_f, col in FEATURES.items():
+                    svm = det.fit_supervised(F_val[kind_f], adv_val[(name, strength)][kind_f])
+                    row[f"supervised_same{col}"] = auroc(det.score(svm, F_test[kind_f]), det.score(svm, adv_test[(name, strength)][kind_f]))
             rows.append(row)
             print(json.dumps(row), flush=True)
     # supervised on FGSM (each strength), tested on every other attack at that strength
     for strength in strengths:
         key = ("fgsm", strength)
-        if key not in adv_val or len(adv_val[key]) < 10:
+        if key not in adv_val or len(adv_val[key]["plain"]) < 10:
             continue
-        svm = det.fit_supervised(F_val, adv_val[key])
-        for row in rows:
-            if row["strength"] == strength and row["n_adv_test"] >= 5:
-                row["supervised_from_fgsm"] = auroc(det.score(svm, F_test), det.score(svm, adv_test[(row["attack"], strength)]))
+        for kind_f, col in FEATURES.items():
+            svm = det.fit_supervised(F_val[kind_f], adv_val[key][kind_f])
+            for row in rows:
+                if row["strength"] == strength and row["n_adv_test"] >= 5:
+                    row[f"supervised_from_fgsm{col}"] = auroc(det.score(svm, F_test[kind_f]),
+                                                              det.score(svm, adv_test[(row["attack"], strength)][kind_f]))
     shifts = {"noise (sigma 20 grey)": A.noise(x_test),
               "blur (7 px)": torch.cat(list(b.t.tensors(A.blur(b.t.images("test", n, seed=2))))).numpy()}
     for name, imgs in real_photos().items():
@@ -165,13 +182,14 @@ def markdown(res: dict) -> str:
     for t in res["targets"]:
         lines += [f"### {t['target']} ({t['n_clean_test']} clean test inputs)", "",
                   "| attack | strength | attacked | success | median L-inf / L2 (grey levels) | unsupervised | unsup. (exits on) "
-                  "| supervised, same attack | supervised, trained on FGSM |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| supervised, same attack | supervised, trained on FGSM | same attack, + codes | trained on FGSM, + codes |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         f = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
         for r in t["attacks"]:
             lines.append(f"| {r['attack']} | {r['strength']} | {r['n_attacked']} | {r['success_rate']:.2f} | "
                          f"{r['linf_grey']} / {r['l2_grey']} | {f(r['unsupervised'])} | "
-                         f"{f(r['unsupervised_deployed'])} | {f(r.get('supervised_same'))} | {f(r.get('supervised_from_fgsm'))} |")
+                         f"{f(r['unsupervised_deployed'])} | {f(r.get('supervised_same'))} | {f(r.get('supervised_from_fgsm'))} | "
+                         f"{f(r.get('supervised_same_codes'))} | {f(r.get('supervised_from_fgsm_codes'))} |")
         lines += ["", "| shift | n | unsupervised |", "|---|---|---|"]
         lines += [f"| {r['shift']} | {r['n']} | {f(r['unsupervised'])} |" for r in t["shifts"]]
         lines += ["", f"clean test inputs flagged at threshold 0.995: {t['clean_flag_rate_at_0.995']:.1%}", ""]

@@ -90,6 +90,21 @@ def test_screen_separates_a_gross_shift_and_survives_save_load(tmp_path):
     assert not np.isnan(screen.scores(call)).all()
 
 
+@pytest.mark.parametrize("max_features", [1.0, 0.5])
+def test_flattened_forest_scores_equal_sklearns(max_features):
+    from sklearn.ensemble import IsolationForest
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from pipeline.screen import detector as det
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(300, 6))
+    pipe = make_pipeline(StandardScaler(), IsolationForest(n_estimators=50, max_features=max_features, random_state=0)).fit(X)
+    Y = np.r_[rng.normal(size=(50, 6)), rng.normal(4, 1, size=(50, 6))]
+    np.testing.assert_allclose(det.for_inference(pipe)(Y), -pipe.score_samples(Y), rtol=1e-12)
+
+
 def test_wae_latent_is_pulled_towards_the_prior():
     """The MMD penalty gives the latent codes the prior's moments, N(0, I); the plain AE's drift."""
     torch.manual_seed(0)

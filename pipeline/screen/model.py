@@ -23,25 +23,28 @@ class ScreenModel:
     def __init__(self, layers: list[str], aes: list[LayerAE], detectors: dict[int, object],
                  clean: dict[int, np.ndarray], target: dict, codes: bool = False, meta: dict | None = None):
         self.layers, self.aes, self.detectors = list(layers), aes, detectors
+        self._scorers = {d: det.for_inference(m) for d, m in detectors.items()}
         self.clean = {d: np.sort(np.asarray(v, np.float64)) for d, v in clean.items()}
         self.target, self.codes, self.meta = target, codes, meta or {}
         for ae in aes:
             ae.eval()
 
     # -- features and scores --------------------------------------------------------------
-    def layer_features(self, calls: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    def layer_features(self, calls: list[dict], codes: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(features [n, sum of per-layer widths] with NaN where a layer was not reached,
-        depth [n]) for every sample of the recorded calls, in order."""
+        depth [n]) for every sample of the recorded calls, in order. `codes` overrides whether
+        the latent codes join each layer's error and norm (the detectors expect `self.codes`)."""
+        codes = self.codes if codes is None else codes
         blocks, depths = [], []
         for call in calls:
             n = call["n"]
             parts, depth = [], torch.full((n,), len(self.layers), dtype=torch.long)
             for i, (name, ae) in enumerate(zip(self.layers, self.aes)):
                 act = call["acts"].get(name)
-                width = 2 + (ae.encoder[-1].out_features if self.codes else 0)
+                width = 2 + (ae.encoder[-1].out_features if codes else 0)
                 f = torch.full((n, width), float("nan"))
                 if act is not None and act.shape[0]:
-                    f[rows(act.shape[0], call["exit"], n)] = ae.features(act, self.codes).cpu()
+                    f[rows(act.shape[0], call["exit"], n)] = ae.features(act, codes).cpu()
                 reached = ~torch.isnan(f[:, 0])
                 depth = torch.where(~reached & (depth > i), torch.full_like(depth, i), depth)
                 parts.append(f)
@@ -60,7 +63,7 @@ class ScreenModel:
             if d == 0 or d not in self.detectors:
                 continue  # a sample that left before the first screened layer is not scored
             m = depth == d
-            out[m] = det.score(self.detectors[d], X[m][:, : self._width(d)])
+            out[m] = det.score(self._scorers[d], X[m][:, : self._width(d)])
         return out
 
     def percentile(self, raw: np.ndarray, depth: np.ndarray) -> np.ndarray:
