@@ -81,7 +81,7 @@ def split(calls: list[dict], layers: list[str], seed: int = 0) -> tuple[dict, di
 
 def fit(layers: list[str], train_calls: list[dict], val_calls: list[dict], target: dict,
         variant: str = "wae", latent: int = 16, hidden: int = 32, epochs: int = 30, lam: float = 1.0,
-        codes: bool = False, seed: int = 0, meta: dict | None = None) -> ScreenModel:
+        codes: bool = False, seed: int = 0, meta: dict | None = None, detector: str = "gmm") -> ScreenModel:
     """AEs learn on `train_calls`; half of `val_calls` fits the detectors and the other half gives
     the clean score table. Calls must hold every layer (collect early-exit targets with exits off)."""
     aes = [train_ae(stack_layer(train_calls, n), variant, latent, hidden, epochs, lam, seed=seed + i)
@@ -92,6 +92,6 @@ def fit(layers: list[str], train_calls: list[dict], val_calls: list[dict], targe
     Xc, _ = screen.layer_features([calib_half])
     for d in range(1, len(layers) + 1):
         w = screen._width(d)
-        screen.detectors[d] = det.fit_unsupervised(Xf[:, :w], seed)
+        screen.detectors[d] = det.fit_unsupervised(Xf[:, :w], seed, detector)
         screen.clean[d] = np.sort(det.score(screen.detectors[d], Xc[:, :w]))
     return screen

@@ -13,6 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from pipeline.screen import detector as det
 from pipeline.screen.targets import ROOT, Target, fingerprint, full_depth
 from pipeline.screen.train import collect, fit
 from pipeline.train.common import load_params, setup
@@ -29,7 +30,8 @@ def train_target(kind: str, t: dict, p: dict) -> None:
             val += flow_calls(target, layers, grid, t["flow_clip"])
     screen = fit(layers, train, val, fingerprint(target.stage), p["variant"], p["latent"], p["hidden"],
                  p["epochs"], p["lam"], p.get("codes", False), p["seed"],
-                 meta={"variant": p["variant"], "train": t["train"], "grid": grid})
+                 meta={"variant": p["variant"], "train": t["train"], "grid": grid, "detector": p.get("detector", "gmm")},
+                 detector=p.get("detector", "gmm"))
     screen.save(t["out"])
     print(f"{kind}: layers {layers} -> {t['out']}")
 
@@ -53,6 +55,8 @@ def flow_calls(target: Target, layers: list[str], grid: int, clip: dict) -> list
 
 
 def main(p: dict) -> None:
+    if p.get("detector", "gmm") not in det.UNSUPERVISED:
+        raise SystemExit(f"params train_screen.detector: {p['detector']!r} is not one of {', '.join(det.UNSUPERVISED)}")
     setup(p.get("seed", 0))
     for kind, t in p["targets"].items():
         train_target(kind, t, p)
