@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
 from adaptive.model import EarlyExitClassifier, calibrate
 from adaptive.train import train as train_exits

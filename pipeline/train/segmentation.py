@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import segmentation_models_pytorch as smp
 import torch
-from torch.utils.data import ConcatDataset, DataLoader, Subset
+from torch.utils.data import ConcatDataset, DataLoader
 from tqdm import tqdm
 
 from pipeline.metrics import confusion, iou_per_class
