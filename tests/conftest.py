@@ -24,7 +24,7 @@ PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 def tiny_params(data: Path, out: Path) -> dict:
     """The shipped params, shrunk to a couple of optimisation steps on a handful of images."""
     p = {k: dict(v) for k, v in PARAMS.items()}
-    p["generate"] |= {"out": str(data), "train": 9, "val": 3, "test": 3}
+    p["generate"] |= {"out": str(data), "train": 9, "val": 4, "test": 3}
     for k in ("train_components", "train_damage", "finetune_damage", "train_condition"):
         p[k] |= {"data": str(data), "epochs": 1, "steps_per_epoch": 2, "batch": 4}
     p["train_components"]["out"] = str(out / "components.pt")
@@ -64,7 +64,7 @@ def tiny(tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("tiny")
     data, weights = base / "synth", base / "weights"
     p = tiny_params(data, weights)
-    generate(data, {"train": 9, "val": 3, "test": 3}, size=192, workers=1)
+    generate(data, {"train": 9, "val": 4, "test": 3}, size=192, workers=1)
     segmentation.train(p["train_components"])
     segmentation.train(p["train_damage"])
     condition.train(p["train_condition"])

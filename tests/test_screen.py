@@ -105,6 +105,19 @@ def test_flattened_forest_scores_equal_sklearns(max_features):
     np.testing.assert_allclose(det.for_inference(pipe)(Y), -pipe.score_samples(Y), rtol=1e-12)
 
 
+def test_gaussian_mixture_shrinks_to_small_fits_and_refuses_one_sample():
+    from pipeline.screen import detector as det
+
+    rng = np.random.default_rng(2)
+    few = det.fit_unsupervised(rng.normal(size=(3, 4)))
+    assert few[-1].n_components == 1
+    far, near = det.score(few, np.r_[np.full((1, 4), 9.0), np.zeros((1, 4))])
+    assert far > near
+    assert det.fit_unsupervised(rng.normal(size=(400, 4)))[-1].n_components == 4
+    with pytest.raises(ValueError, match="validation inputs"):
+        det.fit_unsupervised(rng.normal(size=(1, 4)))
+
+
 def test_wae_latent_is_pulled_towards_the_prior():
     """The MMD penalty gives the latent codes the prior's moments, N(0, I); the plain AE's drift."""
     torch.manual_seed(0)

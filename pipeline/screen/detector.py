@@ -23,8 +23,13 @@ UNSUPERVISED = ("gmm", "iforest")
 
 
 def fit_unsupervised(X_clean: np.ndarray, seed: int = 0, kind: str = "gmm", components: int = 4):
+    if len(X_clean) < 2:
+        raise ValueError(f"the screen's detector needs at least 2 clean samples to fit, got {len(X_clean)}: "
+                         "give its target more validation inputs (train_screen.targets.<stage>.val)")
     if kind == "gmm":
-        model = GaussianMixture(components, covariance_type="full", random_state=seed)
+        # no more components than half the samples, so each one has data to estimate its covariance
+        k = max(1, min(components, len(X_clean) // 2))
+        model = GaussianMixture(k, covariance_type="full", random_state=seed)
     elif kind == "iforest":
         model = IsolationForest(n_estimators=100, random_state=seed)
     else:
