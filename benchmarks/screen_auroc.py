@@ -192,7 +192,8 @@ def markdown(res: dict) -> str:
                          f"{f(r.get('supervised_same_codes'))} | {f(r.get('supervised_from_fgsm_codes'))} |")
         lines += ["", "| shift | n | unsupervised |", "|---|---|---|"]
         lines += [f"| {r['shift']} | {r['n']} | {f(r['unsupervised'])} |" for r in t["shifts"]]
-        lines += ["", f"clean test inputs flagged at threshold 0.995: {t['clean_flag_rate_at_0.995']:.1%}", ""]
+        lines += ["", f"clean test inputs flagged at threshold 0.995: {t['clean_flag_rate_at_0.995']:.1%}",
+                  "AUROCs are over successful attacks only; – means fewer than 5 of them.", ""]
     if "overhead" in res:
         lines += ["### overhead in the damage-survey flow", "", "```", json.dumps(res["overhead"], indent=1), "```"]
     return "\n".join(lines)
