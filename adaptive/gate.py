@@ -156,6 +156,7 @@ class YoloGate:
         self.shapes: dict[tuple, object] = {}  # input size -> one full output, to shape empty answers
         self.counts = _Counts(inputs=0, gated=0, threshold=threshold)
         yolo.model._predict_once = self._predict_once
+        yolo.model.exit_gate = self  # lets a screen run the model full depth while it trains
 
     @property
     def threshold(self) -> float:
@@ -176,6 +177,9 @@ class YoloGate:
     def _predict_once(self, x, profile=False, embed=None, **_):
         m_all, n = self.model, x.shape[0]
         size, y, idx = tuple(x.shape[1:]), [], None
+        # which inputs went on past the gate (1) or stopped (0), as early-exit models report it, so a
+        # screen tapping later layers knows whose activations they hold; None when all went on
+        m_all.last_exit = None
         for m in m_all.model:
             if m.f != -1:
                 x = y[m.f] if isinstance(m.f, int) else [x if j == -1 else y[j] for j in m.f]
@@ -189,6 +193,7 @@ class YoloGate:
                 if keep.all() or size not in self.shapes:
                     continue  # nothing to skip, or the first input of this size: learn the output's shape
                 idx = torch.nonzero(keep).flatten()
+                m_all.last_exit = keep.long()
                 if len(idx) == 0:
                     return _scatter(self.shapes[size], None, idx, n)
                 x, y = x[idx], [None if t is None else t[idx] for t in y]

@@ -30,6 +30,7 @@ from pipeline.safety.draw import annotate_safety
 from pipeline.safety.status import StatusConfig, WorkerStatus
 from pipeline.safety.zones import Zone, ZoneMap
 from pipeline.safety.report import render_safety_html
+from pipeline.screen.review import write_review, write_thumbnail
 from pipeline.sinks import EventLog, VideoPart, atomic_json, atomic_write, concat_videos
 from pipeline.sources import open_source
 
@@ -86,8 +87,18 @@ def process_chunk(run_key: str, k: int) -> dict:
                     observed[d.head.track_id] = d.status
                     ctx["workers"].add(d.head.track_id)
             changes = status.update(r.frame.time_s, observed)
-            log.append({"frame": r.frame.index, "time_s": round(r.frame.time_s, 3), "reused": r.reused,
-                        "workers": [d.to_json() for d in r.decisions], "changes": changes})
+            ev = {"frame": r.frame.index, "time_s": round(r.frame.time_s, 3), "reused": r.reused,
+                  "workers": [d.to_json() for d in r.decisions], "changes": changes, "screen": r.screen}
+            log.append(ev)
+            action = r.screen_action()
+            if action is not None:
+                flagged = {"frame": r.frame.index, "time_s": ev["time_s"], "action": action,
+                           "scores": {k: v["score"] for k, v in r.screen.items() if v["flagged"]}}
+                if len(ctx["screened"]) < 24:  # the report shows the first few; events.jsonl has them all
+                    flagged["thumbnail"] = write_thumbnail(out / "screened", r)
+                ctx["screened"].append(flagged)
+                if action == "review":
+                    write_review(out / "review", r, ev)
             if changes:
                 img = annotate_safety(r, ctx["zones"], status.violating())
                 by_id = {d.head.track_id: d for d in r.decisions}
@@ -143,7 +154,7 @@ def site_safety(source: str, out: str, config: str | None = None, progress: bool
     sink = AlertSink(out_dir, cfg.alerts)
     _RUNS[key] = {"cfg": cfg, "out": out_dir, "pipeline": pipe, "frames": iter(src), "fps": src.fps,
                   "status": WorkerStatus(cfg.status), "sink": sink, "log": EventLog(out_dir / "events.jsonl"),
-                  "zones": None, "workers": set(),
+                  "zones": None, "workers": set(), "screened": [],
                   "bar": tqdm(total=total, desc="site-safety", unit="frame", disable=not progress)}
     t0, chunks = time.perf_counter(), []
     try:
@@ -170,6 +181,7 @@ def site_safety(source: str, out: str, config: str | None = None, progress: bool
         "compute": compute_summary(cfg.budget, n, pipe.counters()),
         "violations": [a for a in alerts if a["type"] == "violation_start"],
         "alerts": delivery, "stream_gaps": getattr(src, "gaps", []), "skipped": src.skipped,
+        "screened": ctx["screened"],
     }
     atomic_json(out_dir / "summary.json", summary)
     atomic_write(out_dir / "report.html", render_safety_html(summary, out_dir))

@@ -62,6 +62,13 @@ class UltralyticsBackend:
             gate, layer, thr = load_gate(cfg.gate, model_path, cfg.gate_threshold, "dvc repro train_safety_gate")
             self.gate = YoloGate(self.model, gate, layer, thr)
 
+    @property
+    def torch_model(self):
+        """The network that runs, for a screen's taps: ultralytics' predictor deep-copies the model
+        when it is set up, and runs the copy from then on."""
+        predictor = getattr(self.model, "predictor", None)
+        return predictor.model.model if predictor is not None else self.model.model
+
     def __call__(self, images, track):
         kw = dict(imgsz=self.cfg.imgsz, conf=self.cfg.conf, iou=self.cfg.iou, device=self.cfg.device, verbose=False)
         if track and self.cfg.tracker:
@@ -97,10 +104,17 @@ class SafetyDetector(Stage):
             raise ConfigError(f"unknown keypoint backend {cfg.backend!r}", f"use one of: {', '.join(BACKENDS)}")
         self.backend: KeypointBackend = BACKENDS[cfg.backend](cfg, self.require_model())
         self.track = cfg.tracker is not None
+        self.last_owners: list[int] = []
+
+    @property
+    def model(self):
+        """The torch module a screen taps; None for a backend without one (an exported engine, say)."""
+        return getattr(self.backend, "torch_model", None)
 
     def process(self, batch: list[FrameResult]) -> None:
         for r, d in zip(batch, self.backend([r.frame.image for r in batch], self.track)):
             r.detections = d
+        self.last_owners = list(range(len(batch)))  # one network input per frame
 
     def counters(self) -> dict[str, float]:
         g = getattr(self.backend, "gate", None)

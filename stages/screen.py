@@ -17,6 +17,10 @@ from pipeline.screen.taps import ActivationTap
 from stages.base import Stage, StageConfig, register
 
 
+# the DVC stage that trains each target's screen
+TRAIN_STAGE = {"safety_detector": "train_screen_safety"}
+
+
 class ScreenConfig(StageConfig):
     target: str = Field(description="type of the stage whose model is screened, e.g. damage_segmentation")
     policy: Literal["annotate", "drop", "review"] = Field(
@@ -50,15 +54,19 @@ class Screen(Stage):
             raise WeightsError(f"screen weights {self.cfg.model} were trained on {want.get('stage')} weights "
                                f"{want.get('weights')} ({want.get('sha')}), but this flow's {target.type_name} runs "
                                f"{target.cfg.model.name} ({have})",
-                               "retrain the screen for these weights (`dvc repro train_screen`), or remove the screen stage")
+                               f"retrain the screen for these weights (`dvc repro {TRAIN_STAGE.get(target.type_name, 'train_screen')}`), "
+                               "or remove the screen stage")
+        if target.model is None:
+            raise ConfigError(f"the {target.type_name} stage's backend exposes no torch model for a screen to read",
+                              "use a backend that runs a torch model (e.g. ultralytics with a .pt), or remove the screen stage")
         self.target = target
         self.tap = ActivationTap(target.model, self.screen.layers, f"the {target.type_name} model ({target.cfg.model.name})")
 
     def process(self, batch: list[FrameResult]) -> None:
         if self.tap is None:
             raise RuntimeError("screen stage used before attach(); build flows with Pipeline.from_config")
-        scores = self.screen.scores(self.tap.take())
         owners = np.asarray(getattr(self.target, "last_owners", []), int)
+        scores = self.screen.scores(_last(self.tap.take(), len(owners)))
         if len(owners) != len(scores):
             raise RuntimeError(f"{self.target.type_name} reported {len(owners)} inputs for {len(scores)} screened samples")
         for i, r in enumerate(batch):
@@ -67,3 +75,13 @@ class Screen(Stage):
             flagged = s is not None and s >= self.cfg.threshold
             r.screen[self.cfg.target] = {"score": None if s is None else round(s, 4), "flagged": flagged,
                                          "policy": self.cfg.policy, "inputs": int(len(mine))}
+
+
+def _last(calls: list[dict], n: int) -> list[dict]:
+    """The calls that hold this batch's n inputs. Anything recorded before them (a predictor's
+    warm-up pass on a GPU, say) is not a frame and is left out."""
+    total = sum(c["n"] for c in calls)
+    while calls and total - calls[0]["n"] >= n:
+        total -= calls[0]["n"]
+        calls = calls[1:]
+    return calls

@@ -37,6 +37,8 @@ def tiny_params(data: Path, out: Path) -> dict:
     p["train_screen"] |= {"epochs": 1, "targets": {
         "component_condition": {"train": 32, "val": None, "out": str(out / "screen_condition.pt")},
         "damage_segmentation": {"train": 8, "val": None, "out": str(out / "screen_damage.pt")}}}
+    p["train_screen_safety"] |= {"epochs": 1, "targets": {
+        "safety_detector": {"train": None, "val": None, "real": None, "out": str(out / "screen_safety.pt")}}}
     sites = data.parent / "sites"
     p["generate_sites"] |= {"out": str(sites), "size": 192, "train": 8, "val": 4, "test": 4}
     p["train_safety"] |= {"data": str(sites), "epochs": 1, "imgsz": 192, "batch": 8, "out": str(out / "safety_synth.pt")}

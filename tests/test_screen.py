@@ -12,8 +12,9 @@ from pipeline.errors import ConfigError, WeightsError
 from pipeline.screen.model import ScreenModel
 from pipeline.screen.taps import ActivationTap
 from pipeline.screen.train import collect, fit, train_ae
-from tests.conftest import run_cli
+from tests.conftest import ROOT, run_cli
 
+ROOT_W = ROOT / "data" / "weights"
 LAYERS = ["base.backbone.blocks.0", "base.backbone.blocks.1", "base.backbone.blocks.2", "base.backbone.blocks.3"]
 
 
@@ -188,6 +189,7 @@ def test_flow_with_screens_review_policy_and_wrong_weights(tiny, clip, tmp_path)
 
 def test_shipped_screens_fit_the_shipped_weights():
     """The screens in git were trained for the stage weights in git (dvc.lock keeps them in step)."""
+    from flows.site_safety import load_config
     from pipeline.runner import DEFAULT_CONFIGS, Pipeline, load_flow_config
 
     cfg, base = load_flow_config(DEFAULT_CONFIGS / "damage-survey.yaml")
@@ -195,3 +197,86 @@ def test_shipped_screens_fit_the_shipped_weights():
     screens = [s for s in pipe.stages if s.type_name == "screen"]
     assert {s.cfg.target for s in screens} == {"damage_segmentation", "component_condition"}
     assert all(s.tap is not None for s in screens)
+    site = Pipeline.from_config(*load_config(DEFAULT_CONFIGS / "site-safety.yaml"))
+    assert [s.cfg.target for s in site.stages if s.type_name == "screen"] == ["safety_detector"]
+
+
+def test_site_screen_reads_the_running_yolo_and_scores_gated_frames_before_the_gate():
+    """ultralytics predicts with a deep copy of the model: the screen's taps must report from it,
+    before and after the predictor exists. Frames the 'nothing here' gate stops after layer 4 are
+    scored on the screened layers up to the gate; the others on all four."""
+    from pipeline.core import Frame, FrameResult
+    from pipeline.synth.site import random_scene, render
+    from stages import load_stage
+
+    det = load_stage(ROOT / "stages" / "configs" / "safety_detector.yaml")
+    screen = load_stage(ROOT / "stages" / "configs" / "screen_safety.yaml")
+    screen.attach([det])
+    rng = np.random.default_rng(4)
+    imgs = [render(random_scene(rng, (416, 416))) for _ in range(3)]
+    gate = det.backend.gate
+
+    def run():
+        batch = [FrameResult(frame=Frame(index=i, image=im, time_s=0.0, source="t")) for i, im in enumerate(imgs)]
+        det.process(batch)
+        screen.process(batch)
+        return [r.screen["safety_detector"] for r in batch]
+
+    gate.threshold = 0.0
+    first = run()
+    assert det.backend.model.predictor is not None and det.model is not det.backend.model.model  # the copy runs now
+    again = run()
+    assert [a["score"] for a in first] == [a["score"] for a in again] and all(a["inputs"] == 1 for a in first)
+    full = ScreenModel.load(screen.cfg.model)
+    calls = collect(det.model, full.layers, lambda b: det.backend(b, track=False), [imgs], 8)
+    X, depth = full.layer_features(calls)
+    assert depth.tolist() == [4, 4, 4]
+    gate.threshold = 2.0  # everything stops at the gate: layers 6 and 10 never run
+    stopped = run()
+    assert all(a["score"] is not None for a in stopped) and gate.n_gated >= 3
+    calls = collect(det.model, full.layers, lambda b: det.backend(b, track=False), [imgs], 8)
+    assert full.layer_features(calls)[1].tolist() == [2, 2, 2]
+
+
+@pytest.mark.slow
+def test_site_flow_with_a_screen_reviews_flagged_frames(tiny_safety, tmp_path):
+    """A screen trained for the tiny site detector, in the site-safety flow: flagged frames go to
+    review/, get thumbnails and a report section; events carry every frame's score."""
+    from pipeline.train.screen import train_target
+    import pipeline.screen.targets as targets
+
+    cfg = yaml.safe_load(tiny_safety["flow"].read_text())
+    p = {"grid": 8, "variant": "ae", "latent": 8, "hidden": 16, "epochs": 1, "lam": 1.0, "seed": 0}
+    old = targets.ROOT
+    targets.ROOT = tiny_safety["base"]  # the tiny site splits live under base/sites
+    (tiny_safety["base"] / "data").mkdir(exist_ok=True)
+    if not (tiny_safety["base"] / "data" / "sites").exists():
+        (tiny_safety["base"] / "data" / "sites").symlink_to(tiny_safety["base"] / "sites")
+    try:
+        train_target("safety_detector", {"config": cfg["stages"][0], "train": None, "val": None,
+                                         "out": str(tmp_path / "scr.pt")}, p)
+    finally:
+        targets.ROOT = old
+    screen = ScreenModel.load(tmp_path / "scr.pt")
+    assert screen.target["stage"] == "safety_detector" and screen.layers[-1] == "model.10"
+    screen.clean = {d: np.array([-1e9]) for d in screen.clean}  # every frame out-scores it: tests the plumbing
+    screen.save(tmp_path / "scr.pt")
+    cfg["stages"].insert(1, {"type": "screen", "target": "safety_detector", "model": str(tmp_path / "scr.pt"),
+                             "policy": "review", "threshold": 0.5})
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "out"
+    r = run_cli("run", "site-safety", "--source", tiny_safety["clip"], "--config", flow, "--out", out)
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    ev = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    assert len(summary["screened"]) == summary["frames_processed"] == len(ev)
+    assert all(e["screen"]["safety_detector"]["flagged"] for e in ev)
+    assert len(list((out / "review").glob("*.jpg"))) == len(ev)
+    assert all((out / s["thumbnail"]).exists() for s in summary["screened"])
+    assert "Screened frames" in (out / "report.html").read_text()
+    # beside other site weights it is refused, naming the DVC stage that retrains it
+    cfg["stages"][0] = {**cfg["stages"][0], "model": str(ROOT_W / "safety.pt")}
+    flow.write_text(yaml.safe_dump(cfg))
+    r = run_cli("run", "site-safety", "--source", tiny_safety["clip"], "--config", flow, "--out", tmp_path / "o2")
+    assert r.returncode != 0 and "dvc repro train_screen_safety" in r.stderr, r.stderr[-1500:]

@@ -43,6 +43,20 @@ def render_safety_html(summary: dict, out_dir: Path) -> str:
     gaps = "".join(f"<li>lost at {g['lost_at_s']:.1f} s for {g['seconds']:.1f} s, "
                    f"{'recovered' if g['recovered'] else 'not recovered'} after {g['attempts']} attempts</li>"
                    for g in summary.get("stream_gaps", []))
+    screened = []
+    for f in summary.get("screened", []):
+        thumb = out_dir / f.get("thumbnail", "")
+        if not f.get("thumbnail") or not thumb.exists():
+            continue
+        img = _img(base64.b64encode(thumb.read_bytes()).decode(), "image/jpeg", 320)
+        scores = ", ".join(f"{e(k)} {v:.3f}" for k, v in f["scores"].items())
+        screened.append(f'<div class="card" style="border-color:#888">{img}<br>frame {f["frame"]} at {f["time_s"]:.1f} s: '
+                        f'<b>{e(f["action"])}</b><br>{scores}</div>')
+    n_screened = len(summary.get("screened", []))
+    screen_html = (f"<h2>Screened frames (adversarial or out-of-distribution input)</h2><p>{n_screened} frames looked "
+                   f"unlike the detector's training data (score = share of clean inputs it exceeds)"
+                   f"{'; the first ' + str(len(screened)) + ' are shown' if n_screened > len(screened) else ''}.</p>"
+                   f"{''.join(screened)}" if n_screened else "")
     d = summary["alerts"]
     webhook = "" if not d["webhook"] else (f"<p>Webhook {e(d['webhook'])}: {d['delivered']} delivered, "
                                            f"<b>{d['pending']} waiting in outbox/</b></p>")
@@ -57,5 +71,6 @@ def render_safety_html(summary: dict, out_dir: Path) -> str:
 <p>Compute: {describe(summary['compute']) if 'compute' in summary else 'not recorded'}</p>
 {webhook}<h2>Violations</h2>{''.join(cards) or '<p>No violations.</p>'}
 <h2>Over time</h2>{_img(status_timeline(out_dir / 'events.jsonl'))}
+{screen_html}
 {f'<h2>Stream gaps</h2><ul>{gaps}</ul>' if gaps else ''}
 </body></html>"""

@@ -31,29 +31,38 @@ class ActivationTap:
     def __init__(self, model: nn.Module, layers: list[str], what: str = "the model"):
         self.layers = list(layers)
         self.calls: list[dict] = []
+        self.removed = False
         mods = find_modules(model, self.layers, what)
         self._handles = [model.register_forward_pre_hook(self._start)]
         self._handles += [m.register_forward_hook(self._grabber(n)) for n, m in mods.items()]
         self._handles.append(model.register_forward_hook(self._end))
 
+    def __deepcopy__(self, memo):
+        # ultralytics deep-copies the model it predicts with, hooks and all; the copy's hooks must
+        # still report here, so the hooks' owner is shared rather than copied
+        return self
+
     def _start(self, module, args):
-        self.calls.append({"n": int(args[0].shape[0]), "acts": {}, "exit": None})
+        if not self.removed:
+            self.calls.append({"n": int(args[0].shape[0]), "acts": {}, "exit": None})
 
     def _grabber(self, name: str):
         def grab(module, args, out):
-            if self.calls:
+            if self.calls and not self.removed:
                 self.calls[-1]["acts"][name] = (out[0] if isinstance(out, (tuple, list)) else out).detach()
         return grab
 
     def _end(self, module, args, out):
-        ex = getattr(module, "last_exit", None)
-        self.calls[-1]["exit"] = None if ex is None else ex.detach().cpu()
+        if self.calls and not self.removed:
+            ex = getattr(module, "last_exit", None)
+            self.calls[-1]["exit"] = None if ex is None else ex.detach().cpu()
 
     def take(self) -> list[dict]:
         calls, self.calls = self.calls, []
         return calls
 
     def remove(self) -> None:
+        self.removed = True  # copies of the model made while hooked keep the hooks: silence them
         for h in self._handles:
             h.remove()
 

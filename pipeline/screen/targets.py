@@ -20,11 +20,15 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_LAYERS = {
     "component_condition": ["base.backbone.blocks.0", "base.backbone.blocks.1", "base.backbone.blocks.2", "base.backbone.blocks.3"],
     "damage_segmentation": ["encoder.model.blocks.1", "encoder.model.blocks.2", "encoder.model.blocks.4", "encoder.model.blocks.6"],
+    # a YOLO11 backbone: two C3k2 blocks before the 'nothing here' gate (layer 4), one after, and C2PSA
+    "safety_detector": ["model.2", "model.4", "model.6", "model.10"],
 }
 CONFIGS = {
     "component_condition": ROOT / "stages" / "configs" / "component_condition.yaml",
     "damage_segmentation": ROOT / "stages" / "configs" / "damage_segmentation.yaml",
+    "safety_detector": ROOT / "stages" / "configs" / "safety_detector.yaml",
 }
+ATTACKABLE = ("component_condition", "damage_segmentation")  # targets the attack harness has a classifier view of
 
 
 def fingerprint(stage) -> dict:
@@ -35,6 +39,14 @@ def fingerprint(stage) -> dict:
 @contextlib.contextmanager
 def full_depth(model: nn.Module):
     """Early exits off, so every screened layer sees every sample (training and the harness)."""
+    if getattr(model, "exit_gate", None) is not None:  # a gated YOLO (adaptive.gate.YoloGate)
+        gate, old_thr = model.exit_gate, model.exit_gate.threshold
+        gate.threshold = 0.0
+        try:
+            yield model
+        finally:
+            gate.threshold = old_thr
+        return
     if getattr(model, "gate", None) is not None:  # a gated segmenter: nothing stops at its gate
         old_gate, model.threshold = model.threshold, 0.0
         try:
@@ -99,16 +111,31 @@ def _facades(split: str, limit: int | None, scale: float, seed: int = 0) -> np.n
     return np.stack([cv2.resize(cv2.imread(str(f)), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) for f in files])
 
 
+def _site_images(split: str, limit: int | None, real: Path | None, seed: int = 0) -> list[np.ndarray]:
+    """Synthetic site frames, plus the real hard-hat photos of the same split when `real` holds them:
+    the shipped detector is fine-tuned on both, so both are clean input to it."""
+    files = sorted((ROOT / "data" / "sites" / "images" / split).glob("*.jpg"))
+    if real is not None:
+        files += sorted((Path(real) / "hardhat_workers" / "images" / split).glob("*.jpg"))
+    rng = np.random.default_rng(seed)
+    files = [files[i] for i in rng.permutation(len(files))[:limit]] if limit else files
+    return [im for f in files if (im := cv2.imread(str(f))) is not None]
+
+
 class Target:
-    def __init__(self, kind: str, config: str | Path | None = None):
+    def __init__(self, kind: str, config: str | Path | None = None, real: str | Path | None = None):
         from stages import load_stage
 
         if kind not in CONFIGS:
             raise ValueError(f"no screen target {kind!r}; use one of {sorted(CONFIGS)}")
         self.kind = kind
         self.stage = load_stage(config or CONFIGS[kind])
-        self.model = self.stage.model
         self.layers = DEFAULT_LAYERS[kind]
+        self.real = Path(real) if real and (Path(real) / "hardhat_workers").exists() else None
+
+    @property
+    def model(self) -> nn.Module:
+        return self.stage.model  # asked each time: a YOLO stage's running network changes once its predictor exists
 
     @property
     def input_size(self) -> int:
@@ -118,18 +145,27 @@ class Target:
         """Clean BGR uint8 inputs at the size the model sees in the flow."""
         if self.kind == "component_condition":
             return _crops(split, limit, seed)
+        if self.kind == "safety_detector":
+            return _site_images(split, limit, self.real, seed)
         return _facades(split, limit, self.stage._scale(), seed)
 
     def resize(self, images: list[np.ndarray]) -> np.ndarray:
+        if self.kind == "safety_detector":
+            return list(images)  # any size: the detector letterboxes
         s = self.input_size
         return np.stack([cv2.resize(im, (s, s), interpolation=cv2.INTER_AREA) for im in images])
 
-    def tensors(self, images: np.ndarray, batch: int = 64):
+    def tensors(self, images, batch: int = 64):
+        """Batches for `run`: tensors, or for a YOLO target lists of BGR images (its predictor letterboxes them)."""
         for i in range(0, len(images), batch):
-            yield to_tensor(list(images[i : i + batch]))
+            yield list(images[i : i + batch]) if self.kind == "safety_detector" else to_tensor(list(images[i : i + batch]))
 
-    def run(self, x: torch.Tensor):
+    def run(self, x):
+        if self.kind == "safety_detector":  # the stage's own backend, so the input goes through ultralytics' preprocessing
+            return self.stage.backend(x, track=False)
         return self.model(x)
 
     def classifier(self) -> nn.Module:
+        if self.kind not in ATTACKABLE:
+            raise ValueError(f"the attack harness has no classifier view of {self.kind}; it attacks {', '.join(ATTACKABLE)}")
         return FinalLogits(self.model) if self.kind == "component_condition" else DamagePresence(self.model)

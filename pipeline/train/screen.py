@@ -20,7 +20,7 @@ from pipeline.train.common import load_params, setup
 
 
 def train_target(kind: str, t: dict, p: dict) -> None:
-    target = Target(kind, t.get("config"))
+    target = Target(kind, t.get("config"), t.get("real"))
     layers = t.get("layers") or target.layers
     grid = p.get("grid", 8)
     with full_depth(target.model):
