@@ -39,10 +39,13 @@ class LayerAE(nn.Module):
         z = self.encoder(x)
         return self.decoder(z), z
 
-    @torch.no_grad()
     def features(self, act: torch.Tensor, codes: bool = False) -> torch.Tensor:
         """Per sample: log reconstruction error and latent norm (and the latent code itself)."""
-        x = self.prepare(act)
+        return self.features_of(self.prepare(act), codes)
+
+    @torch.no_grad()
+    def features_of(self, x: torch.Tensor, codes: bool = False) -> torch.Tensor:
+        """`features` of activations already pooled and standardised by `prepare`."""
         rec, z = self(x)
         err = (rec - x).pow(2).flatten(1).mean(1)
         feats = [err.clamp_min(1e-12).log()[:, None], z.norm(dim=1, keepdim=True)]

@@ -35,24 +35,26 @@ class ScreenModel:
         depth [n]) for every sample of the recorded calls, in order. `codes` overrides whether
         the latent codes join each layer's error and norm (the detectors expect `self.codes`)."""
         codes = self.codes if codes is None else codes
-        blocks, depths = [], []
-        for call in calls:
-            n = call["n"]
-            parts, depth = [], torch.full((n,), len(self.layers), dtype=torch.long)
-            for i, (name, ae) in enumerate(zip(self.layers, self.aes)):
-                act = call["acts"].get(name)
-                width = 2 + (ae.encoder[-1].out_features if codes else 0)
-                f = torch.full((n, width), float("nan"))
-                if act is not None and act.shape[0]:
-                    f[rows(act.shape[0], call["exit"], n)] = ae.features(act, codes).cpu()
-                reached = ~torch.isnan(f[:, 0])
-                depth = torch.where(~reached & (depth > i), torch.full_like(depth, i), depth)
-                parts.append(f)
-            blocks.append(torch.cat(parts, 1))
-            depths.append(depth)
-        if not blocks:
+        n_all = sum(c["n"] for c in calls)
+        if not n_all:
             return np.zeros((0, 0)), np.zeros(0, int)
-        return torch.cat(blocks).numpy(), torch.cat(depths).numpy()
+        starts = np.cumsum([0] + [c["n"] for c in calls])
+        parts, depth = [], torch.full((n_all,), len(self.layers), dtype=torch.long)
+        for i, (name, ae) in enumerate(zip(self.layers, self.aes)):
+            f = torch.full((n_all, 2 + (ae.encoder[-1].out_features if codes else 0)), float("nan"))
+            # pooled to the AE's grid, every call's rows share one AE pass (a tracker feeds one frame a call)
+            idx, x = [], []
+            for call, start in zip(calls, starts):
+                act = call["acts"].get(name)
+                if act is not None and act.shape[0]:
+                    idx.append(rows(act.shape[0], call["exit"], call["n"]) + int(start))
+                    x.append(ae.prepare(act))
+            if x:
+                f[torch.cat(idx)] = ae.features_of(torch.cat(x), codes).cpu()
+            reached = ~torch.isnan(f[:, 0])
+            depth = torch.where(~reached & (depth > i), torch.full_like(depth, i), depth)
+            parts.append(f)
+        return torch.cat(parts, 1).numpy(), depth.numpy()
 
     def _width(self, d: int) -> int:
         return d * (2 + (self.aes[0].encoder[-1].out_features if self.codes else 0))
