@@ -137,31 +137,35 @@ def test_screen_weights_errors(tmp_path):
         ScreenModel.load(tmp_path / "other.pt")
 
 
+def tiny_screen(kind: str, stage: dict, base, folder: str, data, split: dict, out) -> ScreenModel:
+    """A screen really trained for a tiny stage on its tiny data (found under base/data/folder),
+    with its clean table replaced so every frame out-scores it: the flow tests check the policy
+    plumbing; detector quality is tested above and benchmarked."""
+    import pipeline.screen.targets as targets
+    from pipeline.train.screen import train_target
+
+    p = {"grid": 8, "variant": "ae", "latent": 8, "hidden": 16, "epochs": 1, "lam": 1.0, "seed": 0}
+    (base / "data").mkdir(exist_ok=True)
+    if not (base / "data" / folder).exists():
+        (base / "data" / folder).symlink_to(data)
+    old, targets.ROOT = targets.ROOT, base
+    try:
+        train_target(kind, {"config": stage, **split, "val": None, "out": str(out)}, p)
+    finally:
+        targets.ROOT = old
+    screen = ScreenModel.load(out)
+    screen.clean = {d: np.array([-1e9]) for d in screen.clean}
+    screen.save(out)
+    return screen
+
+
 @pytest.mark.slow
 def test_flow_with_screens_review_policy_and_wrong_weights(tiny, clip, tmp_path):
     """A screen trained for the tiny damage model flags (threshold tiny), routes frames to review,
     shows them in the report; a screen trained for other weights is refused."""
-    from pipeline.train.screen import train_target
-
     cfg = yaml.safe_load(tiny["flow"].read_text())
     dmg = cfg["stages"][1]
-    p = {"grid": 8, "variant": "ae", "latent": 8, "hidden": 16, "epochs": 1, "lam": 1.0, "seed": 0}
-    import pipeline.screen.targets as targets
-
-    old = targets.ROOT
-    targets.ROOT = tiny["base"]  # the tiny synthetic splits live under base/data/synth
-    (tiny["base"] / "data").mkdir(exist_ok=True)
-    if not (tiny["base"] / "data" / "synth").exists():
-        (tiny["base"] / "data" / "synth").symlink_to(tiny["data"])
-    try:
-        train_target("damage_segmentation", {"config": dmg, "train": 8, "val": None, "out": str(tmp_path / "scr.pt")}, p)
-    finally:
-        targets.ROOT = old
-    # 3 tiny validation images make a useless clean table: replace it so every frame out-scores it,
-    # which tests the policy plumbing (detector quality is tested above and benchmarked)
-    screen = ScreenModel.load(tmp_path / "scr.pt")
-    screen.clean = {d: np.array([-1e9]) for d in screen.clean}
-    screen.save(tmp_path / "scr.pt")
+    tiny_screen("damage_segmentation", dmg, tiny["base"], "synth", tiny["data"], {"train": 8}, tmp_path / "scr.pt")
     cfg["stages"].insert(2, {"type": "screen", "target": "damage_segmentation", "model": str(tmp_path / "scr.pt"),
                              "policy": "review", "threshold": 0.5})
     flow = tmp_path / "flow.yaml"
@@ -242,25 +246,10 @@ def test_site_screen_reads_the_running_yolo_and_scores_gated_frames_before_the_g
 def test_site_flow_with_a_screen_reviews_flagged_frames(tiny_safety, tmp_path):
     """A screen trained for the tiny site detector, in the site-safety flow: flagged frames go to
     review/, get thumbnails and a report section; events carry every frame's score."""
-    from pipeline.train.screen import train_target
-    import pipeline.screen.targets as targets
-
     cfg = yaml.safe_load(tiny_safety["flow"].read_text())
-    p = {"grid": 8, "variant": "ae", "latent": 8, "hidden": 16, "epochs": 1, "lam": 1.0, "seed": 0}
-    old = targets.ROOT
-    targets.ROOT = tiny_safety["base"]  # the tiny site splits live under base/sites
-    (tiny_safety["base"] / "data").mkdir(exist_ok=True)
-    if not (tiny_safety["base"] / "data" / "sites").exists():
-        (tiny_safety["base"] / "data" / "sites").symlink_to(tiny_safety["base"] / "sites")
-    try:
-        train_target("safety_detector", {"config": cfg["stages"][0], "train": None, "val": None,
-                                         "out": str(tmp_path / "scr.pt")}, p)
-    finally:
-        targets.ROOT = old
-    screen = ScreenModel.load(tmp_path / "scr.pt")
+    screen = tiny_screen("safety_detector", cfg["stages"][0], tiny_safety["base"], "sites", tiny_safety["base"] / "sites",
+                         {"train": None}, tmp_path / "scr.pt")
     assert screen.target["stage"] == "safety_detector" and screen.layers[-1] == "model.10"
-    screen.clean = {d: np.array([-1e9]) for d in screen.clean}  # every frame out-scores it: tests the plumbing
-    screen.save(tmp_path / "scr.pt")
     cfg["stages"].insert(1, {"type": "screen", "target": "safety_detector", "model": str(tmp_path / "scr.pt"),
                              "policy": "review", "threshold": 0.5})
     flow = tmp_path / "flow.yaml"
