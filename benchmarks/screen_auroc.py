@@ -5,7 +5,7 @@
 Per target (the condition classifier and the damage segmenter, seen as "damage present?"):
 - attacks from ART (FGSM, BIM, PGD, CW-L2, DeepFool) at the paper's strength and a weaker one,
   on synthetic test inputs; only attacks that changed the decision count as adversarial;
-- three settings, as in the paper's table: unsupervised (the shipped Isolation Forest),
+- three settings, as in the paper's table: unsupervised (the shipped detector: a Gaussian mixture),
   supervised on the same attack (SVM, CV ROC-AUC, fitted on the validation split), and
   supervised on FGSM tested on the others;
 - shifts: Gaussian noise, blur, and real photos from ../shared/data/real (hard-hat workers,
