@@ -39,20 +39,14 @@ def fingerprint(stage) -> dict:
 @contextlib.contextmanager
 def full_depth(model: nn.Module):
     """Early exits off, so every screened layer sees every sample (training and the harness)."""
-    if getattr(model, "exit_gate", None) is not None:  # a gated YOLO (adaptive.gate.YoloGate)
-        gate, old_thr = model.exit_gate, model.exit_gate.threshold
-        gate.threshold = 0.0
+    # a gated YOLO keeps its gate (adaptive.gate.YoloGate) beside it; a gated segmenter is its own
+    gate = getattr(model, "exit_gate", None) or (model if getattr(model, "gate", None) is not None else None)
+    if gate is not None:  # nothing stops at the gate
+        old_thr, gate.threshold = gate.threshold, 0.0
         try:
             yield model
         finally:
             gate.threshold = old_thr
-        return
-    if getattr(model, "gate", None) is not None:  # a gated segmenter: nothing stops at its gate
-        old_gate, model.threshold = model.threshold, 0.0
-        try:
-            yield model
-        finally:
-            model.threshold = old_gate
         return
     cfg = getattr(model, "cfg", None)
     if cfg is None or not hasattr(cfg, "threshold"):

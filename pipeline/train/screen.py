@@ -54,13 +54,13 @@ def flow_calls(target: Target, layers: list[str], grid: int, clip: dict) -> list
     return collect(target.model, layers, pipe, [frames[i : i + 4] for i in range(0, len(frames), 4)], grid, "flow clip")
 
 
-def main(p: dict) -> None:
+def main(p: dict, section: str = "train_screen") -> None:
     if p.get("detector", "gmm") not in det.UNSUPERVISED:
-        raise SystemExit(f"params train_screen.detector: {p['detector']!r} is not one of {', '.join(det.UNSUPERVISED)}")
+        raise SystemExit(f"params {section}.detector: {p['detector']!r} is not one of {', '.join(det.UNSUPERVISED)}")
     setup(p.get("seed", 0))
     for kind, t in p["targets"].items():
         train_target(kind, t, p)
 
 
 if __name__ == "__main__":
-    main(load_params(sys.argv[1], sys.argv[2]))
+    main(load_params(sys.argv[1], sys.argv[2]), sys.argv[2])
