@@ -22,7 +22,7 @@ from pipeline.metrics import confusion, iou_per_class, prf, tolerant_f1  # noqa:
 from pipeline.sinks import atomic_json  # noqa: E402
 from pipeline.train.common import load_params, setup  # noqa: E402
 from pipeline.train.condition import CropDataset, predict, read_crops  # noqa: E402
-from pipeline.train.seg_data import read_pair, real_crack_pairs, synthetic_pairs  # noqa: E402
+from pipeline.train.seg_data import EVAL_SETS, read_pair, real_crack_pairs, synthetic_pairs  # noqa: E402
 from stages import load_stage  # noqa: E402
 
 def seg_scores(stage, pairs, names, desc) -> dict:
@@ -73,7 +73,7 @@ def evaluate(p: dict) -> dict:
         # real close-ups are run at full resolution, not at the drone-frame scale
         full = load_stage({"type": "damage_segmentation", "model": str(weights / "damage.pt"), "input_scale": 1.0, "tile": 512})
         sets = real_crack_pairs(real, p.get("holdout", {"deepcrack": 50, "masonry": 40}))
-        metrics["real_cracks"] = {k: crack_scores(full, v, k) for k, v in sets.items() if k != "train"}
+        metrics["real_cracks"] = {k: crack_scores(full, sets[k], k) for k in EVAL_SETS}
     else:
         metrics["real_cracks"] = f"skipped: {real} not found"
 

@@ -15,6 +15,7 @@ from pipeline.imageio import read_image
 from pipeline.models.preprocess import to_tensor
 
 MaskFn = Callable[[np.ndarray], np.ndarray]
+EVAL_SETS = ("uav75_val", "deepcrack_test", "masonry_test")
 
 
 def _gray(m: np.ndarray) -> np.ndarray:
@@ -30,6 +31,17 @@ def crack_uav75(m: np.ndarray) -> np.ndarray:
     return (_gray(m) == 255).astype(np.uint8)
 
 
+# a background pixel the loss weighs up: UAV75's formwork joints look like cracks and are not
+HARD_NEGATIVE = 250
+
+
+def crack_uav75_joints(m: np.ndarray) -> np.ndarray:
+    g = _gray(m)
+    out = (g == 255).astype(np.uint8)
+    out[g == 204] = HARD_NEGATIVE
+    return out
+
+
 def identity(m: np.ndarray) -> np.ndarray:
     return _gray(m)
 
@@ -39,24 +51,24 @@ def synthetic_pairs(root: Path, split: str, mask_dir: str) -> list[tuple[Path, P
     return [(p, root / mask_dir / split / f"{p.stem}.png", identity) for p in imgs]
 
 
-def real_crack_pairs(real: Path, holdout: dict) -> dict[str, list]:
-    """Real crack images split into train and evaluation sets. Which DeepCrack and masonry
-    images are held out is fixed by sorted name, so every run evaluates the same ones."""
-    out = {"train": [], "uav75_val": [], "deepcrack_test": [], "masonry_test": []}
+def real_crack_pairs(real: Path, holdout: dict, hard_negatives: bool = False) -> dict[str, list]:
+    """Real crack images split into train and evaluation sets: `train` holds all three sets'
+    training images, `train_<set>` each one's. Which DeepCrack and masonry images are held out
+    is fixed by sorted name, so every run evaluates the same ones. With `hard_negatives`, UAV75's
+    training masks mark its formwork joints as HARD_NEGATIVE; evaluation masks never do."""
     u = real / "cracks_uav75"
-    for split, key in (("train", "train"), ("val", "uav75_val")):
-        for p in sorted((u / f"{split}_img").glob("*.jpg")):
-            out[key].append((p, u / f"{split}_lab" / f"{p.stem}.png", crack_uav75))
+    uav = {split: [(p, u / f"{split}_lab" / f"{p.stem}.png", crack_uav75) for p in sorted((u / f"{split}_img").glob("*.jpg"))]
+           for split in ("train", "val")}
+    if hard_negatives:
+        uav["train"] = [(p, m, crack_uav75_joints) for p, m, _ in uav["train"]]
     d = real / "cracks_deepcrack"
     dc = [(p, d / "train_lab" / f"{p.stem}.png", crack_binary) for p in sorted((d / "train_img").glob("*.jpg"))]
-    n = holdout.get("deepcrack", 50)
-    out["train"] += dc[:-n]
-    out["deepcrack_test"] = dc[-n:]
     m = real / "cracks_masonry"
     ms = [(p, m / "masks" / p.name, crack_binary) for p in sorted((m / "images").glob("*.png"))]
-    n = holdout.get("masonry", 40)
-    out["train"] += ms[:-n]
-    out["masonry_test"] = ms[-n:]
+    n_dc, n_ms = holdout.get("deepcrack", 50), holdout.get("masonry", 40)
+    out = {"train_uav75": uav["train"], "train_deepcrack": dc[:-n_dc], "train_masonry": ms[:-n_ms],
+           "uav75_val": uav["val"], "deepcrack_test": dc[-n_dc:], "masonry_test": ms[-n_ms:]}
+    out["train"] = out["train_uav75"] + out["train_deepcrack"] + out["train_masonry"]
     return out
 
 
@@ -72,11 +84,13 @@ def read_pair(img_path, mask_path, fn: MaskFn) -> tuple[np.ndarray, np.ndarray]:
 
 
 class SegDataset(Dataset):
-    def __init__(self, pairs, crop: int, scale: float = 1.0, train: bool = True):
+    def __init__(self, pairs, crop: int, scale: float = 1.0, train: bool = True, vflip: bool = False):
         self.pairs, self.scale = pairs, scale
         geo = [A.PadIfNeeded(crop, crop, border_mode=cv2.BORDER_REFLECT_101)]
         if train:
-            geo += [A.RandomCrop(crop, crop), A.HorizontalFlip(), A.Affine(rotate=(-10, 10), scale=(0.8, 1.25), p=0.5),
+            # vertical flips suit close-up surfaces (cracks have no up); facade views keep their sky on top
+            geo += [A.RandomCrop(crop, crop), A.HorizontalFlip(), *([A.VerticalFlip()] if vflip else []),
+                    A.Affine(rotate=(-10, 10), scale=(0.8, 1.25), p=0.5),
                     A.RandomBrightnessContrast(0.2, 0.2, p=0.5)]
         else:
             geo += [A.CenterCrop(crop, crop)]

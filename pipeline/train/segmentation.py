@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import segmentation_models_pytorch as smp
 import torch
-from torch.utils.data import ConcatDataset, DataLoader
+from torch.utils.data import ConcatDataset, DataLoader, WeightedRandomSampler
 from tqdm import tqdm
 
 from pipeline.metrics import confusion, iou_per_class
 from pipeline.models import checkpoint
 from pipeline.train.common import load_params, setup
-from pipeline.train.seg_data import SegDataset, real_crack_pairs, synthetic_pairs
+from pipeline.train.seg_data import HARD_NEGATIVE, SegDataset, real_crack_pairs, synthetic_pairs
 
 
 def evaluate(model, loader, n_classes, device) -> np.ndarray:
@@ -33,25 +33,57 @@ def evaluate(model, loader, n_classes, device) -> np.ndarray:
     return cm
 
 
-def train(p: dict) -> dict:
-    device = setup(p.get("seed", 0))
-    root = Path(p["data"])
-    n = len(p["classes"])
+def per_image_dice(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Soft Dice of each foreground class in each image where it occurs, averaged. A batch-wide Dice
+    lets one photo of a wide crack outweigh ten hairlines; here every image counts the same."""
+    prob = logits.softmax(1)
+    onehot = torch.nn.functional.one_hot(y, logits.shape[1]).permute(0, 3, 1, 2).to(prob.dtype)
+    inter = (prob * onehot).sum((2, 3))[:, 1:]
+    card = (prob + onehot).sum((2, 3))[:, 1:]
+    present = onehot.sum((2, 3))[:, 1:] > 0
+    if not present.any():
+        return logits.sum() * 0
+    return (1 - (2 * inter + 1) / (card + 1))[present].mean()
+
+
+def training_set(p: dict, root: Path) -> tuple[ConcatDataset, WeightedRandomSampler | None]:
+    """Synthetic views, plus the real crack sets when `real` is given and present. `real_mix` gives
+    each real set's share of the samples drawn (synthetic gets the rest); without it the real sets
+    repeat until they make up `real_share` of an epoch."""
     train_pairs = synthetic_pairs(root, "train", p["mask_dir"])
     if p.get("max_train"):
         train_pairs = train_pairs[: p["max_train"]]
     sets = [SegDataset(train_pairs, p["crop"], p.get("scale", 1.0))]
     real = Path(p["real"]) if p.get("real") else None
-    if real is not None and real.exists():
-        # the real crack sets repeat so they make up about half of each epoch
-        rp = real_crack_pairs(real, p.get("holdout", {}))["train"]
-        reps = max(1, round(len(train_pairs) * p.get("real_share", 0.5) / max(len(rp), 1)))
-        sets += [SegDataset(rp, p["crop"], p.get("real_scale", 1.0))] * reps
-    elif real is not None:
-        print(f"real data not found at {real}: training on synthetic data only", file=sys.stderr)
-    ds = ConcatDataset(sets)
+    if real is None or not real.exists():
+        if real is not None:
+            print(f"real data not found at {real}: training on synthetic data only", file=sys.stderr)
+        return ConcatDataset(sets), None
+    rp = real_crack_pairs(real, p.get("holdout", {}), hard_negatives=p.get("hard_negative_weight", 1.0) != 1.0)
+    if not p.get("real_mix"):
+        reps = max(1, round(len(train_pairs) * p.get("real_share", 0.5) / max(len(rp["train"]), 1)))
+        return ConcatDataset(sets + [SegDataset(rp["train"], p["crop"], p.get("real_scale", 1.0))] * reps), None
+    shares = [1.0 - sum(p["real_mix"].values())]
+    for name, share in p["real_mix"].items():
+        if f"train_{name}" not in rp:
+            raise ValueError(f"real_mix: unknown crack set {name!r}; known: {[k[6:] for k in rp if k.startswith('train_')]}")
+        sets.append(SegDataset(rp[f"train_{name}"], p["crop"], p.get("real_scale", 1.0), vflip=True))
+        shares.append(share)
+    if min(shares) < 0:
+        raise ValueError(f"real_mix shares add up to {sum(shares[1:]):.2f}; they must leave synthetic a share >= 0")
+    weights = torch.cat([torch.full((len(d),), s / max(len(d), 1)) for d, s in zip(sets, shares)])
+    n = p["batch"] * (p.get("steps_per_epoch") or len(train_pairs) // p["batch"])
+    return ConcatDataset(sets), WeightedRandomSampler(weights, n, replacement=True)
+
+
+def train(p: dict) -> dict:
+    device = setup(p.get("seed", 0))
+    root = Path(p["data"])
+    n = len(p["classes"])
+    ds, sampler = training_set(p, root)
     val = SegDataset(synthetic_pairs(root, "val", p["mask_dir"]), p["val_crop"], p.get("scale", 1.0), train=False)
-    loader = DataLoader(ds, batch_size=p["batch"], shuffle=True, num_workers=p.get("workers", 0), drop_last=True)
+    loader = DataLoader(ds, batch_size=p["batch"], shuffle=sampler is None, sampler=sampler,
+                        num_workers=p.get("workers", 0), drop_last=True)
     val_loader = DataLoader(val, batch_size=p["batch"])
 
     model = checkpoint.build(p["model"]).to(device)
@@ -59,8 +91,8 @@ def train(p: dict) -> dict:
         init, _ = checkpoint.load(p["init"], p["task"])
         model.load_state_dict(init.state_dict())
     weights = torch.tensor(p.get("class_weights", [1.0] * n), dtype=torch.float32, device=device)
-    ce = torch.nn.CrossEntropyLoss(weight=weights)
-    dice = smp.losses.DiceLoss("multiclass", from_logits=True)
+    hard = p.get("hard_negative_weight", 1.0)
+    dice = per_image_dice if p.get("dice") == "per_image" else smp.losses.DiceLoss("multiclass", from_logits=True)
     opt = torch.optim.AdamW(model.parameters(), lr=p["lr"], weight_decay=1e-4)
     steps = p["epochs"] * min(len(loader), p.get("steps_per_epoch") or len(loader))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=p["lr"], total_steps=steps, pct_start=0.15)
@@ -72,8 +104,11 @@ def train(p: dict) -> dict:
             if step >= bar.total:
                 break
             x, y = x.to(device), y.to(device)
+            pixel_w = torch.where(y == HARD_NEGATIVE, hard, 1.0)
+            y = torch.where(y == HARD_NEGATIVE, 0, y)
             logits = model(x)
-            loss = ce(logits, y) + dice(logits, y)
+            ce = torch.nn.functional.cross_entropy(logits, y, weight=weights, reduction="none") * pixel_w
+            loss = ce.sum() / (weights[y] * pixel_w).sum() + dice(logits, y)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -83,7 +118,8 @@ def train(p: dict) -> dict:
         score = float(np.nanmean(iou[1:]))
         history.append({"epoch": epoch + 1, "val_iou": [None if np.isnan(v) else round(float(v), 4) for v in iou], "val_miou_fg": round(score, 4)})
         print(json.dumps(history[-1]), flush=True)
-        if score > best:
+        # `select: last` when synthetic val is not what the run aims at (a fine-tune on real cracks)
+        if score > best or p.get("select") == "last":
             best = score
             checkpoint.save(p["out"], model, p["model"], p["task"], p["classes"],
                             meta={"input_scale": p.get("scale", 1.0), "history": history, "train_seconds": round(time.time() - t0)})
