@@ -1,0 +1,70 @@
+"""Crack IoU and F1 (2 px tolerance) on the held-out real crack sets, for several damage checkpoints
+scored in the same run; the first one is the baseline the others' ratios are taken against.
+
+    python benchmarks/real_cracks.py                                 # synthetic-only vs shipped
+    python benchmarks/real_cracks.py --weights prev=/tmp/damage_prev.pt   # add a checkpoint of your own
+
+The shipped stage scores these at full resolution (input_scale 1.0, 512 px tiles), as `evaluate` does.
+Writes benchmarks/results/real_cracks.{json,md}. Skips when ../shared/data/real is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pipeline.evaluate import crack_scores  # noqa: E402
+from pipeline.sinks import atomic_json  # noqa: E402
+from pipeline.train.seg_data import EVAL_SETS, real_crack_pairs  # noqa: E402
+from stages import load_stage  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--real", default=str(ROOT.parent / "shared" / "data" / "real"))
+    ap.add_argument("--weights", nargs="*", default=[], metavar="NAME=PATH", help="more checkpoints to score")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "real_cracks"))
+    a = ap.parse_args()
+    real = Path(a.real)
+    if not real.exists():
+        print(f"skipped: {real} not found")
+        return
+    models = {"synthetic only": ROOT / "data/weights/damage_synth.pt", "shipped": ROOT / "data/weights/damage.pt"}
+    for w in a.weights:
+        name, _, path = w.partition("=")
+        if not path:
+            sys.exit(f"--weights wants NAME=PATH, got {w!r}")
+        models[name] = Path(path)
+    holdout = {"deepcrack": 50, "masonry": 40}   # as in params.yaml: the images no training run sees
+    sets = real_crack_pairs(real, holdout)
+    results = {}
+    for name, path in models.items():
+        stage = load_stage({"type": "damage_segmentation", "model": str(path), "input_scale": 1.0, "tile": 512})
+        results[name] = {k: crack_scores(stage, sets[k], f"{name}: {k}") for k in EVAL_SETS}
+
+    base = next(iter(results))
+    lines = ["| model | " + " | ".join(f"{k} IoU | {k} F1@2px" for k in EVAL_SETS) + " |",
+             "|---|" + "---|---|" * len(EVAL_SETS)]
+    for name, r in results.items():
+        cells = []
+        for k in EVAL_SETS:
+            iou, f1 = r[k]["crack_iou"], r[k]["f1_tol2"]
+            ratio = iou / results[base][k]["crack_iou"] if results[base][k]["crack_iou"] else float("nan")
+            cells += [f"{iou:.3f} ({ratio:.2f}x)", f"{f1:.3f}"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    table = "\n".join(lines)
+    print(table)
+    print(f"ratios: crack IoU against '{base}', measured in this run; target: UAV75 val IoU >= 0.40")
+    atomic_json(a.out + ".json", {"baseline": base, "weights": {k: str(v) for k, v in models.items()}, "results": results})
+    Path(a.out + ".md").write_text(f"# Real crack sets (`python benchmarks/real_cracks.py`)\n\n{table}\n\n"
+                                   f"Ratios are crack IoU against '{base}'. Target: UAV75 val IoU >= 0.40.\n")
+    print(json.dumps({k: {s: v[s]["crack_iou"] for s in EVAL_SETS} for k, v in results.items()}))
+
+
+if __name__ == "__main__":
+    main()
