@@ -94,22 +94,29 @@ def measure_naive(clip: Path, every: int) -> dict:
     return {"frames": n, "seconds": busy, **sc.result()}
 
 
-def _damage_cfg(budget: str, dest: Path) -> Path:
+def _damage_cfg(budget: str, dest: Path, gate: bool = True) -> Path:
+    """`gate=False`: the damage segmenter without its "nothing here" exit, to see what the exit buys."""
     cfg = yaml.safe_load(SHIPPED_FLOW.read_text())
     cfg["stages"] = [str((SHIPPED_FLOW.parent / s).resolve()) for s in cfg["stages"]]
     cfg["budget"] = budget
     cfg.pop("reuse", None)
+    for i, path in enumerate(cfg["stages"]):
+        st = yaml.safe_load(Path(path).read_text())
+        if not gate and st.get("type") == "damage_segmentation":
+            st.pop("gate", None)
+            st["model"] = str((Path(path).parent / st["model"]).resolve())
+            cfg["stages"][i] = st
     dest.write_text(yaml.safe_dump(cfg))
     return dest
 
 
-def measure_pipe(clip: Path, budget: str) -> dict:
+def measure_pipe(clip: Path, budget: str, gate: bool = True) -> dict:
     from pipeline.budget import compute_summary
     from pipeline.runner import Pipeline, load_flow_config
     from pipeline.sources import SourceOptions, open_source
 
     with tempfile.TemporaryDirectory() as d:
-        cfg, base = load_flow_config(_damage_cfg(budget, Path(d) / "flow.yaml"))
+        cfg, base = load_flow_config(_damage_cfg(budget, Path(d) / "flow.yaml", gate))
     pipe = Pipeline.from_config(cfg, base)
     sc, busy, n, counted = Scores(clip), 0.0, 0, []
     frames = list(open_source(clip, SourceOptions()))
@@ -174,6 +181,9 @@ def damage_rows(a) -> dict:
                                  ["--clip", str(clip), "--measure", "naive", "--every", str(a.naive_every)])}
     for b in BUDGETS:
         rows[f"pipeline {b}"] = run_measure(__file__, f"damage pipeline, budget {b}", ["--clip", str(clip), "--measure", "pipe", "--budget", b])
+    if a.ablate:
+        rows["pipeline balanced, no damage gate"] = run_measure(__file__, "damage pipeline, balanced, no damage gate",
+                                                                ["--clip", str(clip), "--measure", "pipe", "--budget", "balanced", "--only", "reuse"])
     if not a.no_flow:
         for b in BUDGETS:
             rows[f"flow {b}"] = run_measure(__file__, f"damage flow, budget {b}", ["--clip", str(clip), "--measure", "flow", "--budget", b])
@@ -240,13 +250,13 @@ def main():
     ap.add_argument("--budget", choices=BUDGETS)
     ap.add_argument("--every", type=int, default=5)
     ap.add_argument("--n", type=int, default=40)
-    ap.add_argument("--ablate", action="store_true", help="site: also balanced with only its gate, and with only its reuse")
+    ap.add_argument("--ablate", action="store_true", help="also balanced without the damage gate; site: balanced with only its gate, and with only its reuse")
     ap.add_argument("--only", choices=["gate", "reuse"])
     a = ap.parse_args()
     if a.measure:
         from benchmarks.safety_throughput import measure_naive as site_naive
 
-        r = {"naive": lambda: measure_naive(a.clip, a.every), "pipe": lambda: measure_pipe(a.clip, a.budget),
+        r = {"naive": lambda: measure_naive(a.clip, a.every), "pipe": lambda: measure_pipe(a.clip, a.budget, a.only != "reuse"),
              "flow": lambda: measure_damage_flow(a.clip, a.budget), "site-naive": lambda: site_naive(a.clip, a.n),
              "site-flow": lambda: measure_site_flow(a.clip, a.budget, a.only)}[a.measure]()
         report_result(r)

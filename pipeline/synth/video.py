@@ -26,7 +26,7 @@ from pipeline.telemetry import write_srt
 def facade_video(out: str | Path, seconds: float = 10, seed: int = 0, fps: float = 30, size=(1280, 720),
                  speed_px_s: float = 90, progress: bool = True, intact: float = 0.0) -> dict:
     """`intact`: share of the pass over undamaged stretches of the facade (most of a real survey
-    is intact wall), in stretches 2.5 views long."""
+    is intact wall): that share of the facade's stretches, picked at random, is left undamaged."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -36,9 +36,14 @@ def facade_video(out: str | Path, seconds: float = 10, seed: int = 0, fps: float
     vw, vh = ow / zoom, oh / zoom
     travel = speed_px_s * seconds
     width = int(vw + travel + 200)
-    # stretches 2.5 views long, so some frames lie wholly over intact (or damaged) wall
-    spans = [(int(a), int(a + 2.5 * vw)) for a in np.arange(0, width, 2.5 * vw)]
-    intact_x = [s for s in spans if rng.random() < intact] if intact > 0 else []  # no draws: same clips as before
+    # Stretches up to 2.5 views long, so some frames lie wholly over intact (or damaged) wall, but at
+    # least four per facade: a short pass must not come out all intact or all damaged on a coin flip.
+    span = min(2.5 * vw, width / 4)
+    spans = [(int(a), int(a + span)) for a in np.arange(0, width, span)]
+    intact_x = []
+    if intact > 0:  # no draws otherwise: the damaged-only clips stay as they were
+        pick = rng.choice(len(spans), int(round(intact * len(spans))), replace=False)
+        intact_x = [spans[i] for i in sorted(pick)]
     f = add_damage(rng, generate_facade(rng, width, storey_px=(200, 260)), intact_x=intact_x)
     fh = f.components.shape[0]
     metres_per_px = 3.0 / 230
