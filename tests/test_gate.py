@@ -96,6 +96,11 @@ def test_synthetic_clips_have_empty_stretches(tmp_path):
     labels = dict(np.load(tmp_path / "intact.labels.npz"))
     assert not labels["damage"].any() and (labels["instance_state"] == 0).all()
     assert not frame_labels(labels, 2)[2].any()
+    # half intact is half of the facade's stretches, not a coin flip for the whole of a short pass
+    for seed in (3, 4, 5):
+        facade_video(tmp_path / "half.mp4", seconds=1, seed=seed, fps=2, size=(320, 180), progress=False, intact=0.5)
+        labels = dict(np.load(tmp_path / "half.labels.npz"))
+        assert labels["damage"].any() and (labels["instance_state"] == 0).any()
     site_video(tmp_path / "site.mp4", seconds=10, seed=1, fps=1, size=(320, 180), progress=False, empty=0.3)
     heads = [len(json.loads(x)["heads"]) for x in (tmp_path / "site.labels.jsonl").read_text().splitlines()]
     assert heads[7:] == [0, 0, 0] and sum(heads[:7]) > 0
