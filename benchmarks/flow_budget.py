@@ -100,9 +100,9 @@ def _damage_cfg(budget: str, dest: Path, gate: bool = True) -> Path:
     cfg["stages"] = [str((SHIPPED_FLOW.parent / s).resolve()) for s in cfg["stages"]]
     cfg["budget"] = budget
     cfg.pop("reuse", None)
-    for i, path in enumerate(cfg["stages"]):
+    for i, path in enumerate(cfg["stages"] if not gate else []):
         st = yaml.safe_load(Path(path).read_text())
-        if not gate and st.get("type") == "damage_segmentation":
+        if st.get("type") == "damage_segmentation":
             st.pop("gate", None)
             st["model"] = str((Path(path).parent / st["model"]).resolve())
             cfg["stages"][i] = st
