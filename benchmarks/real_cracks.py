@@ -18,10 +18,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.evaluate import crack_scores  # noqa: E402
+from pipeline.evaluate import real_crack_scores  # noqa: E402
 from pipeline.sinks import atomic_json  # noqa: E402
-from pipeline.train.seg_data import EVAL_SETS, real_crack_pairs  # noqa: E402
-from stages import load_stage  # noqa: E402
+from pipeline.train.common import load_params  # noqa: E402
+from pipeline.train.seg_data import EVAL_SETS  # noqa: E402
 
 
 def main() -> None:
@@ -40,12 +40,8 @@ def main() -> None:
         if not path:
             sys.exit(f"--weights wants NAME=PATH, got {w!r}")
         models[name] = Path(path)
-    holdout = {"deepcrack": 50, "masonry": 40}   # as in params.yaml: the images no training run sees
-    sets = real_crack_pairs(real, holdout)
-    results = {}
-    for name, path in models.items():
-        stage = load_stage({"type": "damage_segmentation", "model": str(path), "input_scale": 1.0, "tile": 512})
-        results[name] = {k: crack_scores(stage, sets[k], f"{name}: {k}") for k in EVAL_SETS}
+    holdout = load_params(str(ROOT / "params.yaml"), "evaluate").get("holdout", {})  # the images no training run sees
+    results = {name: real_crack_scores(path, real, holdout, f"{name}: ") for name, path in models.items()}
 
     base = next(iter(results))
     lines = ["| model | " + " | ".join(f"{k} IoU | {k} F1@2px" for k in EVAL_SETS) + " |",

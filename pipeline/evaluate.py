@@ -48,6 +48,14 @@ def crack_scores(stage, pairs, desc) -> dict:
             **{f"{k}_tol2": round(v, 4) for k, v in prf(counts).items()}}
 
 
+def real_crack_scores(weights: Path, real: Path, holdout: dict, label: str = "") -> dict:
+    """Crack IoU and F1@2px of a damage checkpoint on each held-out real crack set. Real close-ups
+    run at full resolution in 512 px tiles, not at the drone-frame scale."""
+    stage = load_stage({"type": "damage_segmentation", "model": str(weights), "input_scale": 1.0, "tile": 512})
+    sets = real_crack_pairs(real, holdout)
+    return {k: crack_scores(stage, sets[k], f"{label}{k}") for k in EVAL_SETS}
+
+
 def evaluate(p: dict) -> dict:
     setup(0)
     weights = Path(p.get("weights", "data/weights"))
@@ -70,10 +78,7 @@ def evaluate(p: dict) -> dict:
 
     real = Path(p["real"])
     if real.exists():
-        # real close-ups are run at full resolution, not at the drone-frame scale
-        full = load_stage({"type": "damage_segmentation", "model": str(weights / "damage.pt"), "input_scale": 1.0, "tile": 512})
-        sets = real_crack_pairs(real, p.get("holdout", {"deepcrack": 50, "masonry": 40}))
-        metrics["real_cracks"] = {k: crack_scores(full, sets[k], k) for k in EVAL_SETS}
+        metrics["real_cracks"] = real_crack_scores(weights / "damage.pt", real, p.get("holdout", {}))
     else:
         metrics["real_cracks"] = f"skipped: {real} not found"
 
