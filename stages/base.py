@@ -25,7 +25,8 @@ class StageConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
     type: str
     model: Path | None = Field(None, description="weights file; relative paths are taken from the config file's folder")
-    device: str = "cpu"
+    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?|mps)$",
+                        description="where the model runs: cpu, cuda, cuda:N or mps")
     batch_size: int = Field(4, ge=1, le=256)
 
 
@@ -38,6 +39,7 @@ class Stage(ABC):
 
     def __init__(self, cfg: StageConfig):
         self.cfg = cfg
+        _check_device(cfg.device, self.type_name)
         if self.task is not None:
             self.model, self.meta = checkpoint.load(self.require_model(), self.task)
             self.model.to(cfg.device)
@@ -50,6 +52,19 @@ class Stage(ABC):
     @abstractmethod
     def process(self, batch: list[FrameResult]) -> None:
         """Fill this stage's output fields on every result in the batch."""
+
+
+def _check_device(device: str, stage: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        n = torch.cuda.device_count()
+        idx = int(device.partition(":")[2] or 0)
+        if idx >= n:
+            raise ConfigError(f"stage {stage!r}: device {device!r} is not here ({n} CUDA device(s) visible)",
+                              "set `device: cpu`, or a cuda index below the visible count")
+    elif device == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"stage {stage!r}: device 'mps' is not available on this machine", "set `device: cpu`")
 
 
 def parse_stage(spec: str | Path | dict, base_dir: Path | None = None) -> tuple[type[Stage], StageConfig]:

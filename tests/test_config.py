@@ -145,3 +145,16 @@ def test_site_safety_refuses_motion_reuse(tmp_path):
 
     with pytest.raises(ConfigError, match="still"):
         load_config(_write(tmp_path, "stages: [a.yaml]\nreuse: {mode: motion}\n", "flow.yaml"))
+
+
+def test_device_is_validated_and_an_absent_gpu_is_named(tmp_path, cond_weights):
+    with pytest.raises(ConfigError, match="device"):
+        parse_stage({"type": "component_condition", "model": str(cond_weights), "device": "gpu0"})
+    import torch
+
+    from stages import load_stage
+
+    absent = f"cuda:{torch.cuda.device_count()}"  # one past the last visible GPU, on any machine
+    with pytest.raises(ConfigError, match="is not here") as e:
+        load_stage({"type": "component_condition", "model": str(cond_weights), "device": absent})
+    assert "device: cpu" in e.value.fix
