@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -19,6 +21,9 @@ class SegmentationConfig(StageConfig):
     input_scale: float | None = Field(None, gt=0, le=4, description="frame resize before the model; default: the scale it was trained at")
     tile: int = Field(768, ge=64, description="larger (scaled) frames are cut into tiles of this size")
     overlap: int = Field(32, ge=0)
+    tta: list[Literal["hflip", "vflip"]] = Field(
+        [], description="test-time flips averaged with the plain pass: one more forward each. On real crack "
+        "close-ups both flips add 2-4 points of crack IoU (benchmarks/real_cracks.py); drone frames skip them for speed")
 
 
 class DamageConfig(SegmentationConfig):
@@ -43,6 +48,16 @@ def _starts(n: int, tile: int, overlap: int) -> list[int]:
     return s + [n - tile]
 
 
+@contextmanager
+def _unrecorded(model: torch.nn.Module):
+    """Extra test-time passes are not inputs: a screen tapping the model skips them (pipeline/screen/taps.py)."""
+    model.tap_skip = True
+    try:
+        yield
+    finally:
+        model.tap_skip = False
+
+
 class SegmentationStage(Stage):
     Config = SegmentationConfig
 
@@ -58,11 +73,18 @@ class SegmentationStage(Stage):
     @torch.inference_mode()
     def _logits(self, imgs: list[np.ndarray]) -> torch.Tensor:
         x, h, w = pad_to_multiple(to_tensor(imgs).to(self.cfg.device))
-        out = self.model(x.contiguous(memory_format=torch.channels_last))[..., :h, :w]
+        x = x.contiguous(memory_format=torch.channels_last)
+        out = self.model(x)
         self.n_inputs += len(imgs)
         if getattr(self.model, "gate", None) is not None:
             self.n_gated += int((self.model.last_exit == 0).sum())
-        return out
+        if self.cfg.tta:
+            with _unrecorded(self.model):
+                for flip in self.cfg.tta:
+                    d = -1 if flip == "hflip" else -2
+                    out = out + self.model(x.flip(d)).flip(d)
+            out = out / (1 + len(self.cfg.tta))
+        return out[..., :h, :w]
 
     def counters(self) -> dict[str, float]:
         return {"inputs": self.n_inputs, "gated": self.n_gated} if self.n_inputs else {}

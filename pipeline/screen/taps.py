@@ -32,6 +32,7 @@ class ActivationTap:
         self.layers = list(layers)
         self.calls: list[dict] = []
         self.removed = False
+        self._skip = False
         mods = find_modules(model, self.layers, what)
         self._handles = [model.register_forward_pre_hook(self._start)]
         self._handles += [m.register_forward_hook(self._grabber(n)) for n, m in mods.items()]
@@ -43,17 +44,19 @@ class ActivationTap:
         return self
 
     def _start(self, module, args):
-        if not self.removed:
+        # a pass the model marks `tap_skip` (a test-time flip) is no input of its own: not recorded
+        self._skip = bool(getattr(module, "tap_skip", False))
+        if not self.removed and not self._skip:
             self.calls.append({"n": int(args[0].shape[0]), "acts": {}, "exit": None})
 
     def _grabber(self, name: str):
         def grab(module, args, out):
-            if self.calls and not self.removed:
+            if self.calls and not self.removed and not self._skip:
                 self.calls[-1]["acts"][name] = (out[0] if isinstance(out, (tuple, list)) else out).detach()
         return grab
 
     def _end(self, module, args, out):
-        if self.calls and not self.removed:
+        if self.calls and not self.removed and not self._skip:
             ex = getattr(module, "last_exit", None)
             self.calls[-1]["exit"] = None if ex is None else ex.detach().cpu()
 
