@@ -4,7 +4,10 @@ scored in the same run; the first one is the baseline the others' ratios are tak
     python benchmarks/real_cracks.py                                 # synthetic-only vs shipped
     python benchmarks/real_cracks.py --weights prev=/tmp/damage_prev.pt   # add a checkpoint of your own
 
-The shipped stage scores these at full resolution (input_scale 1.0, 512 px tiles), as `evaluate` does.
+Rows run stages/configs/damage_closeup.yaml (full resolution, 512 px tiles, flips averaged), as
+`evaluate` does, with the checkpoint swapped in: the synthetic-only weights (the baseline), the
+drone-frame weights damage.pt (also without the flips, and as the drone-frame config
+damage_segmentation.yaml would run these photos, at half scale), and the shipped close-up weights.
 Writes benchmarks/results/real_cracks.{json,md}. Skips when ../shared/data/real is absent.
 """
 
@@ -34,14 +37,20 @@ def main() -> None:
     if not real.exists():
         print(f"skipped: {real} not found")
         return
-    models = {"synthetic only": ROOT / "data/weights/damage_synth.pt", "shipped": ROOT / "data/weights/damage.pt"}
+    drone = ROOT / "data/weights/damage.pt"
+    # name -> (checkpoint, overrides of the close-up config)
+    models = {"synthetic only": (ROOT / "data/weights/damage_synth.pt", {}),
+              "drone-frame config (damage.pt, half scale)": (drone, {"input_scale": 0.5, "tile": 768, "tta": []}),
+              "damage.pt, full scale, no flips": (drone, {"tta": []}),
+              "damage.pt, full scale, flips": (drone, {}),
+              "shipped close-up (damage_closeup.pt, flips)": (ROOT / "data/weights/damage_closeup.pt", {})}
     for w in a.weights:
         name, _, path = w.partition("=")
         if not path:
             sys.exit(f"--weights wants NAME=PATH, got {w!r}")
-        models[name] = Path(path)
+        models[name] = (Path(path), {})
     holdout = load_params(str(ROOT / "params.yaml"), "evaluate").get("holdout", {})  # the images no training run sees
-    results = {name: real_crack_scores(path, real, holdout, f"{name}: ") for name, path in models.items()}
+    results = {name: real_crack_scores(path, real, holdout, f"{name}: ", **over) for name, (path, over) in models.items()}
 
     base = next(iter(results))
     lines = ["| model | " + " | ".join(f"{k} IoU | {k} F1@2px" for k in EVAL_SETS) + " |",
@@ -56,7 +65,7 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     print(f"ratios: crack IoU against '{base}', measured in this run; target: UAV75 val IoU >= 0.40")
-    atomic_json(a.out + ".json", {"baseline": base, "weights": {k: str(v) for k, v in models.items()}, "results": results})
+    atomic_json(a.out + ".json", {"baseline": base, "weights": {k: [str(v), o] for k, (v, o) in models.items()}, "results": results})
     Path(a.out + ".md").write_text(f"# Real crack sets (`python benchmarks/real_cracks.py`)\n\n{table}\n\n"
                                    f"Ratios are crack IoU against '{base}'. Target: UAV75 val IoU >= 0.40.\n")
     print(json.dumps({k: {s: v[s]["crack_iou"] for s in EVAL_SETS} for k, v in results.items()}))

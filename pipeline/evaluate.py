@@ -17,6 +17,7 @@ from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, f1_score  
 from torch.utils.data import DataLoader  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from pipeline.config import load_yaml  # noqa: E402
 from pipeline.core import COMPONENT_CLASSES, DAMAGE_CLASSES, DAMAGE_STATES  # noqa: E402
 from pipeline.metrics import confusion, iou_per_class, prf, tolerant_f1  # noqa: E402
 from pipeline.sinks import atomic_json  # noqa: E402
@@ -48,10 +49,16 @@ def crack_scores(stage, pairs, desc) -> dict:
             **{f"{k}_tol2": round(v, 4) for k, v in prf(counts).items()}}
 
 
-def real_crack_scores(weights: Path, real: Path, holdout: dict, label: str = "") -> dict:
-    """Crack IoU and F1@2px of a damage checkpoint on each held-out real crack set. Real close-ups
-    run at full resolution in 512 px tiles, not at the drone-frame scale."""
-    stage = load_stage({"type": "damage_segmentation", "model": str(weights), "input_scale": 1.0, "tile": 512})
+CLOSEUP = Path(__file__).resolve().parent.parent / "stages" / "configs" / "damage_closeup.yaml"
+
+
+def real_crack_scores(weights: Path | None, real: Path, holdout: dict, label: str = "", **overrides) -> dict:
+    """Crack IoU and F1@2px on each held-out real crack set, run as the shipped close-up config runs
+    photos (full resolution, tiles, flips), not at the drone-frame scale. `weights` replaces the
+    config's checkpoint (None keeps it); `overrides` replace its other keys (e.g. tta=[])."""
+    spec = load_yaml(CLOSEUP)
+    model = Path(weights).resolve() if weights is not None else (CLOSEUP.parent / spec["model"]).resolve()
+    stage = load_stage({**spec, "model": str(model), **overrides})
     sets = real_crack_pairs(real, holdout)
     return {k: crack_scores(stage, sets[k], f"{label}{k}") for k in EVAL_SETS}
 
@@ -78,7 +85,7 @@ def evaluate(p: dict) -> dict:
 
     real = Path(p["real"])
     if real.exists():
-        metrics["real_cracks"] = real_crack_scores(weights / "damage.pt", real, p.get("holdout", {}))
+        metrics["real_cracks"] = real_crack_scores(weights / "damage_closeup.pt", real, p.get("holdout", {}))
     else:
         metrics["real_cracks"] = f"skipped: {real} not found"
 

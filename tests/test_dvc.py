@@ -35,7 +35,7 @@ def test_dvc_repro_generates_trains_and_evaluates(tmp_path):
     sh("git", "init", "-q")
     sh(sys.executable, "-m", "dvc", "init", "-q")
     sh(sys.executable, "-m", "dvc", "repro")
-    for w in ("components.pt", "damage.pt", "condition.pt", "condition_ee.pt", "safety.pt", "screen_condition.pt", "screen_damage.pt",
+    for w in ("components.pt", "damage.pt", "damage_closeup.pt", "condition.pt", "condition_ee.pt", "safety.pt", "screen_condition.pt", "screen_damage.pt",
               "screen_safety.pt", "damage_gate.pt", "safety_gate.pt"):
         assert (repo / "data" / "weights" / w).stat().st_size > 10_000
     metrics = yaml.safe_load((repo / "data" / "metrics.json").read_text())

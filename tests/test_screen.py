@@ -269,3 +269,37 @@ def test_site_flow_with_a_screen_reviews_flagged_frames(tiny_safety, tmp_path):
     flow.write_text(yaml.safe_dump(cfg))
     r = run_cli("run", "site-safety", "--source", tiny_safety["clip"], "--config", flow, "--out", tmp_path / "o2")
     assert r.returncode != 0 and "dvc repro train_screen_safety" in r.stderr, r.stderr[-1500:]
+
+
+def test_flip_tta_averages_the_flips_and_a_screen_sees_only_the_plain_pass():
+    """The close-up config averages flipped passes; a screen tapping the model must record one
+    input per tile, not the flips too (it would score flipped activations against the owners)."""
+    from pipeline.config import load_yaml
+    from stages import load_stage
+    from stages.segmentation import pad_to_multiple
+    from pipeline.models.preprocess import to_tensor
+
+    spec = {**load_yaml(ROOT / "stages" / "configs" / "damage_closeup.yaml"), "model": str(ROOT_W / "damage_closeup.pt")}
+    assert spec["tta"] == ["hflip", "vflip"]
+    stage = load_stage(spec)
+    img = np.random.default_rng(0).integers(0, 255, (100, 130, 3), np.uint8)  # not a multiple of 32: padded
+    tap = ActivationTap(stage.model, ["encoder.model.blocks.2"])
+    got = stage._logits([img])
+    calls = tap.take()
+    assert len(calls) == 1 and calls[0]["n"] == 1
+
+    with torch.inference_mode():
+        x, h, w = pad_to_multiple(to_tensor([img]))
+        m = stage.model
+        want = (m(x) + m(x.flip(-1)).flip(-1) + m(x.flip(-2)).flip(-2))[..., :h, :w] / 3
+    assert torch.allclose(got, want, atol=1e-4)
+    tap.take()
+    plain = load_stage({**spec, "tta": []})
+    assert not torch.allclose(plain._logits([img]), got, atol=1e-3)  # the flips change the answer
+
+
+def test_tta_names_are_validated(tmp_path):
+    from stages import load_stage
+
+    with pytest.raises(ConfigError, match="tta"):
+        load_stage({"type": "damage_segmentation", "model": str(ROOT_W / "damage.pt"), "tta": ["rotate"]})
