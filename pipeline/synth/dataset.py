@@ -31,6 +31,9 @@ def _facade_job(args):
     rng = np.random.default_rng([seed, SPLITS[split], fid])
     f = add_damage(rng, generate_facade(rng, int(rng.integers(900, 1500))))
     aug = photometric()
+    # albumentations draws from its own generator: seeded per facade so a rerun writes the same bytes
+    # (and dvc repro's hash of data/synth holds); the facade's own rng stream is left untouched
+    aug.set_random_seed(int(np.random.default_rng([seed, SPLITS[split], fid, 1]).integers(2**31)))
     rows = []
     for v in range(views):
         name = f"{fid:05d}_{v}"
