@@ -1,12 +1,12 @@
 """Crack IoU and F1 (2 px tolerance) on the held-out real crack sets, for several damage checkpoints
 scored in the same run; the first one is the baseline the others' ratios are taken against.
 
-    python benchmarks/real_cracks.py                                 # synthetic-only vs shipped
+    python benchmarks/real_cracks.py                                 # the rows below
     python benchmarks/real_cracks.py --weights prev=/tmp/damage_prev.pt   # add a checkpoint of your own
 
 Rows run stages/configs/damage_closeup.yaml (full resolution, 512 px tiles, flips averaged), as
-`evaluate` does, with the checkpoint swapped in: the synthetic-only weights (the baseline), the
-drone-frame weights damage.pt (also without the flips, and as the drone-frame config
+`evaluate` does, with the checkpoint swapped in: the synthetic-only weights (the baseline; it is
+DVC-cached, so a fresh clone skips it and the next row is the baseline), the drone-frame weights damage.pt (also without the flips, and as the drone-frame config
 damage_segmentation.yaml would run these photos, at half scale), and the shipped close-up weights.
 Writes benchmarks/results/real_cracks.{json,md}. Skips when ../shared/data/real is absent.
 """
@@ -49,6 +49,11 @@ def main() -> None:
         if not path:
             sys.exit(f"--weights wants NAME=PATH, got {w!r}")
         models[name] = (Path(path), {})
+    # damage_synth.pt and the round-1 weights are DVC-cached, not shipped: on a fresh clone they exist only after dvc repro
+    for name, (path, _) in list(models.items()):
+        if not path.exists():
+            print(f"row '{name}' skipped: {path} not here (dvc repro trains it)")
+            del models[name]
     holdout = load_params(str(ROOT / "params.yaml"), "evaluate").get("holdout", {})  # the images no training run sees
     results = {name: real_crack_scores(path, real, holdout, f"{name}: ", **over) for name, (path, over) in models.items()}
 

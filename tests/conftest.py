@@ -30,7 +30,9 @@ def tiny_params(data: Path, out: Path) -> dict:
     p["train_components"]["out"] = str(out / "components.pt")
     p["train_damage"]["out"] = str(out / "damage_synth.pt")
     p["finetune_damage"] |= {"init": str(out / "damage_synth.pt"), "out": str(out / "damage.pt"), "real": None}
-    p["finetune_closeup"] |= {"init": str(out / "damage.pt"), "out": str(out / "damage_closeup.pt"), "real": None}
+    p["finetune_closeup"] |= {"init": str(out / "damage.pt"), "out": str(out / "damage_closeup_r1.pt"), "real": None}
+    p["refine_closeup"] |= {"data": str(data), "epochs": 1, "steps_per_epoch": 2, "batch": 4, "real": None,
+                            "init": str(out / "damage_closeup_r1.pt"), "out": str(out / "damage_closeup.pt")}
     p["train_condition"]["out"] = str(out / "condition.pt")
     p["evaluate"] |= {"data": str(data), "weights": str(out), "real": str(out / "no-real-data")}
     p["train_condition_ee"] |= {"data": str(data), "init": str(out / "condition.pt"), "subset": 16, "epochs": 1,
