@@ -62,6 +62,23 @@ def test_extract_and_crop_components():
     assert crop.shape == (32, 32, 3) and (crop == 210).mean() > 0.9
 
 
+def test_component_rects_match_the_all_pixel_rectangle():
+    # extract_components takes the rectangle from the outer contour only; it must equal the one of every pixel
+    import cv2
+
+    rng = np.random.default_rng(3)
+    mask = np.zeros((180, 320), np.uint8)
+    for _ in range(12):
+        pts = rng.integers(0, [320, 180], (6, 2)).astype(np.int32)
+        cv2.fillPoly(mask, [cv2.convexHull(pts)], int(rng.integers(1, 8)))
+    mask[rng.random(mask.shape) < 0.02] = 0  # holes and ragged edges
+    comps, regions = extract_components(mask, None, min_area=50)
+    assert len(comps) > 5
+    for c, region in zip(comps, regions):
+        ref = cv2.minAreaRect(cv2.findNonZero(region.astype(np.uint8)) + np.int32(c.box[:2]))
+        assert np.allclose(c.rect[0], ref[0], atol=1e-3) and np.allclose(sorted(c.rect[1]), sorted(ref[1]), atol=1e-3)
+
+
 def test_video_labels_follow_the_camera(tmp_path):
     meta = facade_video(tmp_path / "c.mp4", seconds=0.5, seed=5, fps=8, size=(320, 180), progress=False)
     assert meta["frames"] == 4
