@@ -105,3 +105,29 @@ def test_condition_stage_swaps_in_the_early_exit_model_through_yaml(tiny):
     assert torch.allclose(probs.sum(1), torch.ones(5), atol=1e-4)
     with pytest.raises(ConfigError, match="not an early-exit model"):
         load_stage({"type": "component_condition", "model": str(tiny["weights"] / "condition.pt"), "exit_threshold": 0.7})
+
+
+def test_folding_batchnorm_keeps_outputs_and_skips_norms_with_activations():
+    from torch import nn
+
+    from pipeline.models.fold import fold_batchnorm
+
+    m = model("ztw")
+    x, y = toy(64)
+    train(m, [(x[i : i + 32], y[i : i + 32]) for i in range(0, 64, 32)], "joint", epochs=1, lr=1e-2)  # non-trivial running stats
+    m.eval().cfg.threshold = 1.0
+    with torch.no_grad():
+        ref = m(x)
+        fold_batchnorm(m)
+        assert not any(type(k) is nn.BatchNorm2d for k in m.modules())
+        assert torch.allclose(m(x), ref, atol=1e-4)
+
+    class NormAct(nn.BatchNorm2d):  # like timm's BatchNormAct2d: folding it would drop its activation
+        def forward(self, t):
+            return torch.relu(super().forward(t))
+
+    seq = nn.Sequential(nn.Conv2d(3, 4, 3), NormAct(4)).eval()
+    fold_batchnorm(seq)
+    assert isinstance(seq[1], NormAct)
+    with pytest.raises(ValueError, match="eval"):
+        fold_batchnorm(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)))
