@@ -212,15 +212,17 @@ def markdown(res: dict) -> str:
         rows = res["damage"]
         naive, full = rows["naive"]["fps"], rows["pipeline full"]["fps"]
         out += ["### Damage survey", "",
-                "| row | frames/s | x naive | x full | damage IoU | component mIoU | condition F1 | frames reused | damage inputs gated | condition FLOPs |",
-                "|---|---|---|---|---|---|---|---|---|---|"]
+                "| row | frames/s | x naive | x full | damage IoU | component mIoU | condition F1 | frames reused | damage inputs gated | crops carried | condition FLOPs |",
+                "|---|---|---|---|---|---|---|---|---|---|---|"]
         for k, r in rows.items():
             c = r.get("compute", {})
             ref = full if k.startswith("pipeline") else rows.get("flow full", {}).get("fps", float("nan"))
             q = (f"{r['damage_iou']:.3f} | {r['component_miou']:.3f} | {r['condition_f1']:.3f}" if "damage_iou" in r else "- | - | -")
             reused = f"{c['frames_reused'] / max(c['frames'], 1):.0%}" if c else "-"
             gated = f"{c['damage_gated'] / c['damage_inputs']:.0%}" if c.get("damage_inputs") else "-"
-            out.append(f"| {k} | {r['fps']:.2f} | {r['fps'] / naive:.2f} | {r['fps'] / ref:.2f} | {q} | {reused} | {gated} | "
+            crops = c.get("condition_crops", 0) + c.get("condition_carried", 0)
+            carried = f"{c.get('condition_carried', 0) / crops:.0%}" if crops else "-"
+            out.append(f"| {k} | {r['fps']:.2f} | {r['fps'] / naive:.2f} | {r['fps'] / ref:.2f} | {q} | {reused} | {gated} | {carried} | "
                        f"{c.get('condition_flops_share', 1.0) if c else '-'} |")
     if "site" in res:
         rows = res["site"]

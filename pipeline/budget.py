@@ -20,12 +20,14 @@ PRESETS: dict[str, dict[str, dict]] = {
         # every frame, every crop to the last exit: the reference the others are measured against
         "full": {"reuse": {"enabled": False}, "stages": {"component_condition": {"exit_threshold": 1.0},
                                                          "damage_segmentation": {"gate_threshold": 0.0}}},
-        # one frame in 3 is computed on a drone pass, the others take its shifted masks; crops exit at the
-        # calibrated threshold; frames with no damage-like cell stop at the damage gate (if the stage has one)
+        # one frame in 3 is computed on a drone pass, the others take its shifted masks; on a computed frame,
+        # a component that the camera's motion carries onto one of the last computed frame's keeps that one's
+        # state (once); crops exit at the calibrated threshold; frames with no damage-like cell stop at the
+        # damage gate (if the stage has one)
         "balanced": {"reuse": {"enabled": True, "mode": "motion", "max_run": 2, "max_diff": 5.0, "max_shift": 0.06},
-                     "stages": {}},
+                     "stages": {"component_condition": {"carry_iou": 0.8}}},
         "fast": {"reuse": {"enabled": True, "mode": "motion", "max_run": 5, "max_diff": 6.0, "max_shift": 0.08},
-                 "stages": {"component_condition": {"exit_threshold": 0.85}}},
+                 "stages": {"component_condition": {"exit_threshold": 0.85, "carry_iou": 0.8, "carry_max": 2}}},
     },
     "site-safety": {
         "full": {"reuse": {"enabled": False}, "stages": {"safety_detector": {"gate_threshold": 0.0}}},
@@ -69,6 +71,8 @@ def compute_summary(budget: str, frames: int, counters: dict[str, float]) -> dic
         if counters.get(f"{stage}.inputs"):
             out[f"{key}_inputs"] = int(counters[f"{stage}.inputs"])
             out[f"{key}_gated"] = int(counters.get(f"{stage}.gated", 0))
+    if counters.get("component_condition.carried"):
+        out["condition_carried"] = int(counters["component_condition.carried"])
     exits = sorted((k for k in counters if k.startswith("component_condition.exit_")), key=lambda k: int(k.rsplit("_", 1)[1]))
     crops = sum(counters[k] for k in exits)
     if crops:
@@ -94,4 +98,7 @@ def describe(c: dict) -> str:
         first = c["condition_exit_shares"][0]
         parts.append(f"{c['condition_crops']} component crops classified, {first:.0%} at the first exit"
                      + (f", at {c['condition_flops_share']:.0%} of the full classifier's FLOPs" if "condition_flops_share" in c else ""))
+    if c.get("condition_carried"):
+        parts.append(f"{c['condition_carried']} components kept the state of the same component, moved by the camera, "
+                     f"on the last computed frame instead of being classified again")
     return "; ".join(parts) + "."

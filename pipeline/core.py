@@ -65,6 +65,7 @@ class FrameResult:
     detections: object | None = None  # pipeline.safety.core.Detections
     decisions: list = field(default_factory=list)  # pipeline.safety.core.Decision, one per worker head
     reused: bool = False  # True when the frame gate gave it the last computed frame's results
+    motion: tuple[float, float] | None = None  # (dx, dy) px from the last computed frame, when the gate measured it
     screen: dict = field(default_factory=dict)  # target stage -> {score, flagged, policy, inputs}
 
     def screen_action(self) -> str | None:

@@ -106,18 +106,25 @@ class FrameGate:
         return dx * k, dy * k
 
     def plan(self, frames: list[Frame]) -> list[tuple[int, float, float] | None]:
-        """For each frame: None to compute it, or (batch index it reuses, dx, dy); index -1 is the last batch's reference."""
+        """For each frame: None to compute it, or (batch index it reuses, dx, dy); index -1 is the last batch's reference.
+
+        `self.motion[i]`, for a frame to compute: its (dx, dy) from the last computed frame when it matches it
+        and is computed only because `max_run` ran out, else None. Stages may carry per-object results
+        across that shift (the condition stage does)."""
         out, ref, ref_idx, run = [], self.ref, -1 if self.ref_result is not None else None, self.run
+        self.motion: list[tuple[float, float] | None] = []
         for i, f in enumerate(frames):
             cur = (self.thumb(f.image), _grey(f.image, _SHIFT_W) if self.cfg.mode == "motion" else None)
             shift = None
-            if ref is not None and ref_idx is not None and run < self.cfg.max_run:
+            if ref is not None and ref_idx is not None:
                 shift = self._match(ref, cur, f.image.shape[1])
-            if shift is not None:
+            if shift is not None and run < self.cfg.max_run:
                 out.append((ref_idx, *shift))
+                self.motion.append(None)
                 run += 1
             else:
                 out.append(None)
+                self.motion.append(shift)
                 ref, ref_idx, run = cur, i, 0
         self.ref, self.run = ref, run
         return out

@@ -89,8 +89,12 @@ class Pipeline:
         self.reset()
 
     def reset(self) -> None:
-        """Forget the reuse reference: a new run must not take results from the last one."""
+        """Forget the reuse reference and what stages carry between batches: a new run (or chunk) must not
+        take results from the last one."""
         self.gate = FrameGate(self.reuse) if self.reuse.enabled else None
+        for st in self.stages:
+            if hasattr(st, "reset"):
+                st.reset()
 
     @classmethod
     def from_config(cls, cfg: BaseFlowConfig, base_dir: Path) -> Pipeline:
@@ -112,8 +116,8 @@ class Pipeline:
                 stage.attach(stages[:i])
         return cls(stages, cfg.reuse_settings())
 
-    def _run(self, frames: list[Frame]) -> list[FrameResult]:
-        results = [FrameResult(frame=f) for f in frames]
+    def _run(self, frames: list[Frame], motion: list | None = None) -> list[FrameResult]:
+        results = [FrameResult(frame=f, motion=m) for f, m in zip(frames, motion or [None] * len(frames))]
         if results:
             for stage in self.stages:
                 stage.process(results)
@@ -128,7 +132,7 @@ class Pipeline:
             return self._run(frames)
         plan = self.gate.plan(frames)
         todo = [i for i, p in enumerate(plan) if p is None]
-        computed = dict(zip(todo, self._run([frames[i] for i in todo])))
+        computed = dict(zip(todo, self._run([frames[i] for i in todo], [self.gate.motion[i] for i in todo])))
         return self.gate.fill(frames, plan, computed)
 
     @property

@@ -158,3 +158,33 @@ def test_device_is_validated_and_an_absent_gpu_is_named(tmp_path, cond_weights):
     with pytest.raises(ConfigError, match="is not here") as e:
         load_stage({"type": "component_condition", "model": str(cond_weights), "device": absent})
     assert "device: cpu" in e.value.fix
+
+
+def test_condition_carries_states_across_camera_motion(cond_weights):
+    import numpy as np
+
+    from pipeline.core import Frame, FrameResult
+    from stages import load_stage
+
+    stage = load_stage({"type": "component_condition", "model": str(cond_weights), "carry_iou": 0.8, "min_area": 100})
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (120, 240, 3), dtype=np.uint8)
+
+    def view(shift, motion, beam_at=150):
+        m = np.zeros((120, 240), np.uint8)
+        m[20:100, 20 + shift : 90 + shift] = 1  # a wall moving with the camera
+        m[30:60, beam_at : beam_at + 30] = 2  # a static beam: 6 px of camera motion leaves it at IoU 0.67
+        return FrameResult(Frame(0, img, 0.0, "t"), component_mask=m, damage_mask=np.zeros_like(m), motion=motion)
+
+    # the wall moves 6 px per computed frame; the beam jumps in the second view, so only the wall may carry
+    a, b, c, d = view(0, None), view(6, (6.0, 0.0), beam_at=100), view(12, (6.0, 0.0)), view(18, None)
+    stage.process([a, b, c, d])
+    walls = [next(k for k in r.components if k.class_id == 1) for r in (a, b, c, d)]
+    assert stage.counters()["carried"] == 1  # b's wall; c's would be a carry of a carry (carry_max 1); d did not match
+    assert walls[1].state_scores is walls[0].state_scores
+    assert all(k.state is not None for r in (a, b, c, d) for k in r.components if k.class_id in (1, 2))
+    stage.process([view(24, (6.0, 0.0))])  # across batches too
+    assert stage.counters()["carried"] == 2
+    stage.reset()
+    stage.process([view(30, (6.0, 0.0))])  # a new run carries nothing
+    assert stage.counters()["carried"] == 2

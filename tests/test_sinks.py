@@ -71,12 +71,13 @@ def test_motion_gate_shifts_the_reference_masks_onto_a_moving_camera():
     from pipeline.reuse import ReuseConfig
     from pipeline.runner import Pipeline
 
-    calls = []
+    calls, motions = [], []
 
     class Bright:  # a "model" whose mask is tied to the pixels, so a correct shift reproduces it
         def process(self, batch):
             for r in batch:
                 calls.append(r.frame.index)
+                motions.append(r.motion)
                 r.damage_mask = (r.frame.image[..., 0] > 200).astype(np.uint8)
                 r.component_mask = r.damage_mask.copy()
                 r.components, _ = extract_components(r.component_mask, r.damage_mask, 30, classes=[1])
@@ -92,6 +93,8 @@ def test_motion_gate_shifts_the_reference_masks_onto_a_moving_camera():
     pipe = Pipeline([Bright()], ReuseConfig(enabled=True, mode="motion", max_diff=4, max_run=3, max_shift=0.1))
     out = pipe(frames[:5]) + pipe(frames[5:])
     assert calls == [0, 4, 8]  # runs of 3 reuse, then the cut is computed
+    # frame 4 still matches frame 0 (computed only because the run ran out): stages are told the shift
+    assert motions[0] is None and motions[2] is None and np.allclose(motions[1], (-16, 0), atol=1)
     for r in out:
         truth = (r.frame.image[..., 0] > 200).astype(np.uint8)
         inner = (slice(0, None), slice(0, -16))  # the 4..12 px strip that entered on the right is unseen
