@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from pipeline.components import crop_rect, extract_components
 from pipeline.core import DAMAGEABLE
@@ -62,8 +63,10 @@ def test_extract_and_crop_components():
     assert crop.shape == (32, 32, 3) and (crop == 210).mean() > 0.9
 
 
-def test_component_rects_match_the_all_pixel_rectangle():
-    # extract_components takes the rectangle from the outer contour only; it must equal the one of every pixel
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_component_rects_match_the_all_pixel_rectangle(k):
+    # extract_components takes the rectangle from the outer contour only, and labels a mask enlarged k times
+    # (a segmenter run at 1/k scale) at its small size; regions, areas, damage and rectangles must not change
     import cv2
 
     rng = np.random.default_rng(3)
@@ -72,9 +75,14 @@ def test_component_rects_match_the_all_pixel_rectangle():
         pts = rng.integers(0, [320, 180], (6, 2)).astype(np.int32)
         cv2.fillPoly(mask, [cv2.convexHull(pts)], int(rng.integers(1, 8)))
     mask[rng.random(mask.shape) < 0.02] = 0  # holes and ragged edges
-    comps, regions = extract_components(mask, None, min_area=50)
+    mask = np.repeat(np.repeat(mask, k, 0), k, 1)
+    dmg = (rng.random(mask.shape) < 0.1).astype(np.uint8)
+    comps, regions = extract_components(mask, dmg, min_area=50)
     assert len(comps) > 5
     for c, region in zip(comps, regions):
+        x0, y0, x1, y1 = c.box
+        assert region.shape == (y1 - y0, x1 - x0) and (mask[y0:y1, x0:x1][region] == c.class_id).all()
+        assert c.area_px == region.sum() and c.damage_px["crack"] == dmg[y0:y1, x0:x1][region].sum()
         ref = cv2.minAreaRect(cv2.findNonZero(region.astype(np.uint8)) + np.int32(c.box[:2]))
         assert np.allclose(c.rect[0], ref[0], atol=1e-3) and np.allclose(sorted(c.rect[1]), sorted(ref[1]), atol=1e-3)
 
