@@ -1,6 +1,7 @@
 """The site detector's screen: how well it tells shifted input from clean, and what it costs.
 
     python benchmarks/screen_site.py [--frames 150] [--tag screen_site]
+    python benchmarks/screen_site.py --no-gate --tag screen_site_nogate   # every frame through the deep layers
 
 - clean: the synthetic site test split, through the shipped detector stage (gate on) and screen,
   exactly as the site-safety flow runs them;
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import yaml
 from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
@@ -37,8 +39,11 @@ REAL = ROOT.parent / "shared" / "data" / "real"
 CONFIGS = ROOT / "stages" / "configs"
 
 
-def stages():
-    det = load_stage(CONFIGS / "safety_detector.yaml")
+def stages(gate: bool = True):
+    det_cfg = yaml.safe_load((CONFIGS / "safety_detector.yaml").read_text())
+    det_cfg["model"] = str((CONFIGS / det_cfg["model"]).resolve())
+    det_cfg["gate"] = str((CONFIGS / det_cfg["gate"]).resolve()) if gate and det_cfg.get("gate") else None
+    det = load_stage({k: v for k, v in det_cfg.items() if v is not None})
     screen = load_stage(CONFIGS / "screen_safety.yaml")
     screen.attach([det])
     return det, screen
@@ -121,8 +126,10 @@ def main():
     ap.add_argument("--frames", type=int, default=150, help="clean test images, and real frames per real set")
     ap.add_argument("--overhead-seconds", type=float, default=10.0)
     ap.add_argument("--tag", default="screen_site")
+    ap.add_argument("--no-gate", action="store_true", help="the detector without its 'nothing here' exit, so every "
+                    "frame reaches the deep layers the screen reads (an ablation: the flow runs with the gate)")
     a = ap.parse_args()
-    det, screen = stages()
+    det, screen = stages(gate=not a.no_gate)
     clean = read_all((ROOT / "data" / "sites" / "images" / "test").glob("*.jpg"), a.frames)
     s_clean = scores(det, screen, clean, desc="clean")
     rows = []
