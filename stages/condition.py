@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from pydantic import Field
+from torchvision.ops import box_iou
 
 from pipeline.components import crop_rect, extract_components
 from pipeline.core import DAMAGEABLE, Component, FrameResult
@@ -63,12 +64,10 @@ class ComponentCondition(Stage):
         self.last_owners: list[int] = []  # batch position of each crop, in forward order (for a screen)
         for k, r in enumerate(batch):
             r.components, _ = extract_components(r.component_mask, r.damage_mask, self.cfg.min_area)
-            prev = self._prev if (self.cfg.carry_iou and r.motion is not None) else []
+            cur = [c for c in r.components if c.class_id in DAMAGEABLE]
+            carry = self.cfg.carry_iou and r.motion is not None and cur and self._prev
             ages = {}
-            for c in r.components:
-                if c.class_id not in DAMAGEABLE:
-                    continue
-                src = _match(c, prev, r.motion, self.cfg.carry_iou) if prev else None
+            for c, src in zip(cur, _carry_sources(cur, self._prev, r.motion, self.cfg.carry_iou) if carry else [None] * len(cur)):
                 if src is not None and self._ages.get(id(src), 0) < self.cfg.carry_max:
                     carried.append((c, src))  # resolved after inference: src may be classified in this batch
                     ages[id(c)] = self._ages.get(id(src), 0) + 1
@@ -76,7 +75,7 @@ class ComponentCondition(Stage):
                 crops.append(crop_rect(r.frame.image, c.rect, size))
                 owners.append(c)
                 self.last_owners.append(k)
-            self._prev, self._ages = [c for c in r.components if c.class_id in DAMAGEABLE], ages
+            self._prev, self._ages = cur, ages
         self.n_carried += len(carried)
         with torch.inference_mode():
             for i in range(0, len(crops), self.cfg.batch_size):
@@ -105,21 +104,13 @@ class ComponentCondition(Stage):
         return out
 
 
-def _match(c: Component, prev: list[Component], motion: tuple[float, float], min_iou: float) -> Component | None:
-    """The last computed frame's component of c's class whose box, moved by the camera's motion, overlaps
-    c's the most, if by at least `min_iou`."""
+def _carry_sources(cur: list[Component], prev: list[Component], motion: tuple[float, float],
+                   min_iou: float) -> list[Component | None]:
+    """For each component, the last computed frame's component of its class whose box, moved by the
+    camera's motion, overlaps its box the most, if by at least `min_iou`."""
     dx, dy = motion
-    best, best_iou = None, min_iou
-    x0, y0, x1, y1 = c.box
-    for p in prev:
-        if p.class_id != c.class_id:
-            continue
-        px0, py0, px1, py1 = p.box[0] + dx, p.box[1] + dy, p.box[2] + dx, p.box[3] + dy
-        iw, ih = min(x1, px1) - max(x0, px0), min(y1, py1) - max(y0, py0)
-        if iw <= 0 or ih <= 0:
-            continue
-        inter = iw * ih
-        iou = inter / ((x1 - x0) * (y1 - y0) + (px1 - px0) * (py1 - py0) - inter)
-        if iou >= best_iou:
-            best, best_iou = p, iou
-    return best
+    iou = box_iou(torch.tensor([c.box for c in cur], dtype=torch.float32),
+                  torch.tensor([p.box for p in prev], dtype=torch.float32) + torch.tensor([dx, dy, dx, dy]))
+    iou[torch.tensor([c.class_id for c in cur])[:, None] != torch.tensor([p.class_id for p in prev])[None]] = 0
+    best, idx = iou.max(1)
+    return [prev[j] if v >= min_iou else None for v, j in zip(best.tolist(), idx.tolist())]
