@@ -85,6 +85,7 @@ class FrameGate:
         self.ref_result: FrameResult | None = None
         self.run = 0
         self.reused = 0
+        self.motion: list[tuple[float, float] | None] = []  # per frame of the last plan(); see plan()
 
     @staticmethod
     def thumb(img: np.ndarray) -> np.ndarray:
@@ -112,7 +113,7 @@ class FrameGate:
         and is computed only because `max_run` ran out, else None. Stages may carry per-object results
         across that shift (the condition stage does)."""
         out, ref, ref_idx, run = [], self.ref, -1 if self.ref_result is not None else None, self.run
-        self.motion: list[tuple[float, float] | None] = []
+        self.motion = []
         for i, f in enumerate(frames):
             cur = (self.thumb(f.image), _grey(f.image, _SHIFT_W) if self.cfg.mode == "motion" else None)
             shift = None

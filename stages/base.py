@@ -41,8 +41,14 @@ class Stage(ABC):
         self.cfg = cfg
         _check_device(cfg.device, self.type_name)
         if self.task is not None:
+            import torch
+
+            from pipeline.models.fold import fold_batchnorm
+
             self.model, self.meta = checkpoint.load(self.require_model(), self.task)
-            self.model.to(cfg.device)
+            # inference only: BatchNorm folded into the conv before it, and NHWC so oneDNN picks faster
+            # convolution kernels on CPU (same outputs; benchmarks/stage_costs.py measures the gain)
+            fold_batchnorm(self.model).to(cfg.device, memory_format=torch.channels_last)
 
     def require_model(self) -> Path:
         if self.cfg.model is None:

@@ -13,7 +13,6 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from pipeline.core import FrameResult
-from pipeline.models.fold import fold_batchnorm
 from pipeline.models.preprocess import to_tensor
 from stages.base import Stage, StageConfig, register
 
@@ -64,8 +63,6 @@ class SegmentationStage(Stage):
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        # NHWC lets oneDNN pick faster convolution kernels on CPU
-        fold_batchnorm(self.model).to(memory_format=torch.channels_last)
         self.n_inputs = self.n_gated = 0
 
     def _scale(self) -> float:
