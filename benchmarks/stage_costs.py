@@ -7,7 +7,8 @@ each against its plain version in the same run.
   drone pass of benchmarks/flow_budget.py (made if missing);
 - component extraction: block labelling (a mask enlarged from the segmenter's 1/4 scale is labelled at its
   small size) against labelling it at full size, on the chain's own component masks;
-- condition classifier: BatchNorm folded and NHWC against the checkpoint as trained, on the chain's crops.
+- condition classifier: BatchNorm folded and NHWC against the checkpoint as trained, on the chain's crops;
+- damage segmenter: `runtime: onnxruntime` against `runtime: torch` (both folded, NHWC), same frames, same masks.
 Writes benchmarks/results/stage_costs.{json,md}.
 """
 
@@ -42,6 +43,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=40)
     a = ap.parse_args()
 
+    import numpy as np
     import torch
 
     import pipeline.components as pc
@@ -50,6 +52,7 @@ def main() -> None:
     from pipeline.runner import Pipeline, load_flow_config
     from pipeline.sources import SourceOptions, open_source
     from pipeline.synth.video import facade_video
+    from stages import load_stage
 
     clip = CACHE / "pass_720p_10s_intact0.5.mp4"
     if not clip.exists():
@@ -89,20 +92,34 @@ def main() -> None:
         t_plain = best_of(lambda: as_trained(x))
         t_fold = best_of(lambda: cond.model(x.contiguous(memory_format=torch.channels_last)))
 
+    dmg = next(st for st in pipe.stages if st.type_name == "damage_segmentation")
+    spec = {**dmg.cfg.model_dump(exclude_none=True), "model": str(dmg.cfg.model)}
+    by_runtime = {rt: load_stage({**spec, "runtime": rt}) for rt in ("torch", "onnxruntime")}
+    images = [f.image for f in frames]
+    masks_rt = {rt: st.predict(images[:4]) for rt, st in by_runtime.items()}  # warm-up (and the export)
+    t_rt = {rt: best_of(lambda st=st: st.predict(images), reps=2) for rt, st in by_runtime.items()}
+    same = float(np.mean([(a == b).mean() for a, b in zip(*masks_rt.values())]))
+
     res = {"frames": len(frames), "ms_per_frame": per_stage, "total_ms_per_frame": round(sum(per_stage.values()), 1),
            "extract_components_ms_per_frame": {"full_size": round(1000 * plain / len(masks), 1),
                                                "block_labelling": round(1000 * fast / len(masks), 1),
                                                "speed_ratio": round(plain / fast, 2)},
            "condition_model_ms": {"crops": len(crops), "as_trained": round(1000 * t_plain, 1),
-                                  "folded_nhwc": round(1000 * t_fold, 1), "speed_ratio": round(t_plain / t_fold, 2)}}
+                                  "folded_nhwc": round(1000 * t_fold, 1), "speed_ratio": round(t_plain / t_fold, 2)},
+           "damage_runtime_ms_per_frame": {"torch": round(1000 * t_rt["torch"] / len(images), 1),
+                                           "onnxruntime": round(1000 * t_rt["onnxruntime"] / len(images), 1),
+                                           "speed_ratio": round(t_rt["torch"] / t_rt["onnxruntime"], 2),
+                                           "same_pixels": round(same, 5)}}
     tot = res["total_ms_per_frame"]
     md = [f"### Damage-survey chain, budget full, {len(frames)} frames of a 720p pass (`python benchmarks/stage_costs.py`)", "",
           "| stage | ms / frame | share |", "|---|---|---|"]
     md += [f"| {k} | {v} | {v / tot:.0%} |" for k, v in per_stage.items()]
-    e, c = res["extract_components_ms_per_frame"], res["condition_model_ms"]
+    e, c, r = res["extract_components_ms_per_frame"], res["condition_model_ms"], res["damage_runtime_ms_per_frame"]
     md += ["", "| shortcut | plain | with it | speed ratio |", "|---|---|---|---|",
            f"| component extraction, ms / frame (inside the condition stage) | {e['full_size']} | {e['block_labelling']} | {e['speed_ratio']}x |",
-           f"| condition model on {c['crops']} crops, ms (BatchNorm folded, NHWC) | {c['as_trained']} | {c['folded_nhwc']} | {c['speed_ratio']}x |"]
+           f"| condition model on {c['crops']} crops, ms (BatchNorm folded, NHWC) | {c['as_trained']} | {c['folded_nhwc']} | {c['speed_ratio']}x |",
+           f"| damage segmenter, ms / frame (`runtime: onnxruntime` vs `torch`; {r['same_pixels']:.2%} of mask pixels equal) | "
+           f"{r['torch']} | {r['onnxruntime']} | {r['speed_ratio']}x |"]
     text = "\n".join(md) + "\n"
     print(text)
     RESULTS.mkdir(exist_ok=True)

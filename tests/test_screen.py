@@ -303,3 +303,39 @@ def test_tta_names_are_validated(tmp_path):
 
     with pytest.raises(ConfigError, match="tta"):
         load_stage({"type": "damage_segmentation", "model": str(ROOT_W / "damage.pt"), "tta": ["rotate"]})
+
+
+def test_onnxruntime_gives_the_torch_masks_and_feeds_the_screens_taps(tmp_path, monkeypatch):
+    """`runtime: onnxruntime` exports the model with every hooked block as an extra output, so a
+    screen reading those blocks sees what torch computes; flipped test-time passes stay unrecorded."""
+    import pipeline.models.onnx as ox
+    from stages import load_stage
+
+    monkeypatch.setattr(ox, "CACHE", tmp_path / "onnx")
+    spec = {"type": "damage_segmentation", "model": str(ROOT_W / "damage.pt"), "input_scale": 1.0, "tta": ["hflip"]}
+    ref, ort = load_stage(spec), load_stage({**spec, "runtime": "onnxruntime"})
+    rng = np.random.default_rng(1)
+    imgs = [rng.integers(0, 255, (100, 130, 3), np.uint8), rng.integers(0, 255, (100, 130, 3), np.uint8)]
+    layers = ["encoder.model.blocks.1", "encoder.model.blocks.4"]
+    taps = [ActivationTap(s.model, layers) for s in (ref, ort)]
+    masks = [s.predict(imgs) for s in (ref, ort)]
+    for a, b in zip(*masks):
+        assert (a != b).mean() < 1e-3
+    (ca,), (cb,) = taps[0].take(), taps[1].take()
+    assert ca["n"] == cb["n"] == 2
+    for name in layers:
+        assert torch.allclose(ca["acts"][name], cb["acts"][name], atol=1e-3)
+    assert len(list((tmp_path / "onnx").glob("*.onnx"))) == 1  # one export, for this set of tapped blocks
+    taps[1].remove()
+    ort.predict(imgs)  # no hooks left: a second export without extra outputs
+    assert len(list((tmp_path / "onnx").glob("*.onnx"))) == 2
+
+
+def test_onnxruntime_refuses_what_it_cannot_run():
+    from stages import load_stage
+
+    base = {"type": "damage_segmentation", "model": str(ROOT_W / "damage.pt"), "runtime": "onnxruntime"}
+    with pytest.raises(ConfigError, match="gate"):
+        load_stage({**base, "gate": str(ROOT_W / "damage_gate.pt")})
+    with pytest.raises(ConfigError, match="runtime"):
+        load_stage({**base, "runtime": "tensorrt"})

@@ -1,0 +1,139 @@
+"""Run a torch model's forward pass through ONNX Runtime, keeping the model itself.
+
+On CPU, ONNX Runtime fuses what PyTorch's eager mode runs op by op (BatchNorm and activations
+into the convolutions, the decoder's upsample+concat) and picks blocked layouts: the damage
+segmenter runs ~1.5x faster (benchmarks/stage_costs.py). The torch module stays the stage's
+model, with its named submodules, so anything that hooks a submodule's output (the screen's
+activation taps) keeps working: the exported graph also outputs every hooked submodule, and
+those hooks are called with ONNX Runtime's tensors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from pipeline.errors import ConfigError
+
+CACHE = Path(os.environ.get("INSPECTFLOW_CACHE", Path.home() / ".cache" / "inspectflow")) / "onnx"
+
+
+def _first(out):
+    return out if isinstance(out, torch.Tensor) else out[0]
+
+
+class _Exported(nn.Module):
+    """The model's own forward, returning its output and the outputs of `names`, for export."""
+
+    def __init__(self, model: nn.Module, names: tuple[str, ...]):
+        super().__init__()
+        self.model, self.names = model, names
+        self.mods = dict(model.named_modules())
+
+    def forward(self, x):
+        got: dict[str, torch.Tensor] = {}
+        handles = [self.mods[n].register_forward_hook(lambda m, a, o, n=n: got.__setitem__(n, _first(o)))
+                   for n in self.names]
+        try:
+            y = type(self.model).forward(self.model, x)  # the class's forward: not the ONNX one set on the instance
+        finally:
+            for h in handles:
+                h.remove()
+        return (_first(y), *(got[n] for n in self.names))
+
+
+class OnnxForward:
+    """Set as a model's `forward`: exports on first use (and when the set of hooked submodules
+    changes), caches the .onnx file by weights and outputs, and runs it with ONNX Runtime."""
+
+    def __init__(self, model: nn.Module, key: str, threads: int | None = None):
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError as e:
+            raise ConfigError("`runtime: onnxruntime` is set, but the onnxruntime package is not installed",
+                              "pip install onnxruntime, or set `runtime: torch`") from e
+        self.model, self.key = model, key
+        self.threads = threads or torch.get_num_threads()
+        self.mods = dict(model.named_modules())
+        self._sessions: dict[tuple[str, ...], object] = {}
+
+    def _hooked(self) -> tuple[str, ...]:
+        return tuple(n for n, m in self.mods.items() if n and m._forward_hooks)
+
+    def _session(self, names: tuple[str, ...]):
+        if names not in self._sessions:
+            import onnxruntime as ort
+
+            path = self._export(names)
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = self.threads
+            so.inter_op_num_threads = 1
+            so.log_severity_level = 3
+            # idle pool threads would otherwise spin for a while after each run, taking the cores from
+            # the torch stages that run next (measured: the whole chain ran ~10% slower)
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            try:
+                sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+            except Exception:  # a cached file damaged since it was written: export it again
+                path.unlink(missing_ok=True)
+                sess = ort.InferenceSession(str(self._export(names)), so, providers=["CPUExecutionProvider"])
+            self._sessions[names] = sess
+        return self._sessions[names]
+
+    def _export(self, names: tuple[str, ...]) -> Path:
+        tag = hashlib.sha256(repr((self.key, names, torch.__version__)).encode()).hexdigest()[:20]
+        cache = CACHE
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+        except OSError:  # a read-only home: the export lives as long as the temp folder
+            cache = Path(tempfile.gettempdir()) / "inspectflow-onnx"
+            cache.mkdir(parents=True, exist_ok=True)
+        path = cache / f"{tag}.onnx"
+        if path.exists():
+            return path
+        outs = ["y", *(f"t{i}" for i in range(len(names)))]
+        dyn = {"x": {0: "n", 2: "h", 3: "w"}} | {o: {0: "n"} for o in outs}
+        # hooks must not see the tracing pass: they are set aside while exporting
+        saved = {n: dict(self.mods[n]._forward_hooks) for n in names}
+        for n in names:
+            self.mods[n]._forward_hooks.clear()
+        fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=cache)
+        os.close(fd)
+        try:
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(_Exported(self.model, names), (torch.zeros(1, 3, 64, 64),), tmp, dynamo=False,
+                                  input_names=["x"], output_names=outs, dynamic_axes=dyn, opset_version=17)
+            os.replace(tmp, path)  # atomic: a concurrent run never reads half a file
+        finally:
+            for n in names:
+                self.mods[n]._forward_hooks.update(saved[n])
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        return path
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu":
+            raise ConfigError(f"`runtime: onnxruntime` runs on the CPU, but the input is on {x.device}",
+                              "set `device: cpu`, or `runtime: torch` for an accelerator")
+        names = self._hooked()
+        outs = self._session(names).run(None, {"x": np.ascontiguousarray(x.detach().numpy(), dtype=np.float32)})
+        for n, arr in zip(names, outs[1:]):
+            m, t = self.mods[n], torch.from_numpy(arr)
+            for hook in list(m._forward_hooks.values()):
+                hook(m, (None,), t)
+        return torch.from_numpy(outs[0])
+
+
+def use_onnxruntime(model: nn.Module, key: str) -> nn.Module:
+    """The same module, whose calls now run through ONNX Runtime. `key` names the weights
+    (a content hash), so a cached export is never reused for other weights."""
+    model.forward = OnnxForward(model, key)
+    return model
