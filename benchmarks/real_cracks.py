@@ -4,7 +4,8 @@ scored in the same run; the first one is the baseline the others' ratios are tak
     python benchmarks/real_cracks.py                                 # the rows below
     python benchmarks/real_cracks.py --weights prev=/tmp/damage_prev.pt   # add a checkpoint of your own
 
-Rows run stages/configs/damage_closeup.yaml (full resolution, 512 px tiles, flips averaged), as
+Rows run stages/configs/damage_closeup.yaml (full resolution, 512 px tiles, flips, a 180-degree turn and
+the transpose averaged), as
 `evaluate` does, with the checkpoint swapped in: the synthetic-only weights (the baseline; it is
 DVC-cached, so a fresh clone skips it and the next row is the baseline), the drone-frame weights damage.pt (also without the flips, and as the drone-frame config
 damage_segmentation.yaml would run these photos, at half scale), and the shipped close-up weights.
@@ -42,8 +43,9 @@ def main() -> None:
     models = {"synthetic only": (ROOT / "data/weights/damage_synth.pt", {}),
               "drone-frame config (damage.pt, half scale)": (drone, {"input_scale": 0.5, "tile": 768, "tta": []}),
               "damage.pt, full scale, no flips": (drone, {"tta": []}),
-              "damage.pt, full scale, flips": (drone, {}),
-              "shipped close-up (damage_closeup.pt, flips)": (ROOT / "data/weights/damage_closeup.pt", {})}
+              "damage.pt, full scale, flips": (drone, {"tta": ["hflip", "vflip"]}),
+              "damage_closeup.pt, flips": (ROOT / "data/weights/damage_closeup.pt", {"tta": ["hflip", "vflip"]}),
+              "shipped close-up (damage_closeup.pt, flips + rot180 + transpose)": (ROOT / "data/weights/damage_closeup.pt", {})}
     for w in a.weights:
         name, _, path = w.partition("=")
         if not path:

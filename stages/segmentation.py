@@ -24,9 +24,10 @@ class SegmentationConfig(StageConfig):
     input_scale: float | None = Field(None, gt=0, le=4, description="frame resize before the model; default: the scale it was trained at")
     tile: int = Field(768, ge=64, description="larger (scaled) frames are cut into tiles of this size")
     overlap: int = Field(32, ge=0)
-    tta: list[Literal["hflip", "vflip"]] = Field(
-        [], description="test-time flips averaged with the plain pass: one more forward each. On real crack "
-        "close-ups both flips add 2-4 points of crack IoU (benchmarks/real_cracks.py); drone frames skip them for speed")
+    tta: list[Literal["hflip", "vflip", "transpose", "rot180"]] = Field(
+        [], description="test-time flips, 180-degree turn or transpose, averaged with the plain pass: one more forward "
+        "each. On real crack close-ups they add 3-5 points of crack IoU (benchmarks/real_cracks.py); drone frames skip "
+        "them for speed")
     runtime: Literal["torch", "onnxruntime"] = Field(
         "torch", description="what runs the model: torch, or ONNX Runtime on the CPU (exported once and cached; "
         "~1.5x faster for the damage segmenter, same masks: benchmarks/stage_costs.py)")
@@ -52,6 +53,10 @@ def _starts(n: int, tile: int, overlap: int) -> list[int]:
     step = tile - overlap
     s = list(range(0, n - tile, step))
     return s + [n - tile]
+
+
+_TTA = {"hflip": lambda t: t.flip(-1), "vflip": lambda t: t.flip(-2), "transpose": lambda t: t.transpose(-1, -2),
+        "rot180": lambda t: t.flip(-1, -2)}
 
 
 def _labels(logits: torch.Tensor, dim: int) -> torch.Tensor:
@@ -98,9 +103,8 @@ class SegmentationStage(Stage):
             self.n_gated += int((self.model.last_exit == 0).sum())
         if self.cfg.tta:
             with _unrecorded(self.model):
-                for flip in self.cfg.tta:
-                    d = -1 if flip == "hflip" else -2
-                    out = out + self.model(x.flip(d)).flip(d)
+                for t in self.cfg.tta:
+                    out = out + _TTA[t](self.model(_TTA[t](x)))  # each of these is its own inverse
             out = out / (1 + len(self.cfg.tta))
         return out[..., :h, :w]
 
