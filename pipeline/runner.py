@@ -114,6 +114,9 @@ class Pipeline:
         for i, stage in enumerate(stages):
             if hasattr(stage, "attach"):  # e.g. a screen binding to the stage whose activations it reads
                 stage.attach(stages[:i])
+        for stage in stages:
+            if hasattr(stage, "prepare"):  # one-off work that needs the whole chain bound (an ONNX export)
+                stage.prepare()
         return cls(stages, cfg.reuse_settings())
 
     def _run(self, frames: list[Frame], motion: list | None = None) -> list[FrameResult]:

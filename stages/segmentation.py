@@ -15,7 +15,7 @@ from pydantic import Field
 from pipeline.core import FrameResult
 from pipeline.errors import ConfigError
 from pipeline.models.checkpoint import file_sha
-from pipeline.models.onnx import use_onnxruntime
+from pipeline.models.onnx import OnnxForward, use_onnxruntime
 from pipeline.models.preprocess import to_tensor
 from stages.base import Stage, StageConfig, register
 
@@ -89,6 +89,13 @@ class SegmentationStage(Stage):
                 raise ConfigError(f"stage {self.type_name!r}: the `gate:` exit runs the encoder block by block in torch, "
                                   "which `runtime: onnxruntime` cannot", "remove `gate:`, or set `runtime: torch`")
             use_onnxruntime(self.model, file_sha(self.require_model()))
+
+    def prepare(self) -> None:
+        """Export and open the ONNX model now, with the blocks screens have hooked by now, rather than
+        inside the first batch."""
+        fwd = self.model.forward
+        if isinstance(fwd, OnnxForward):
+            fwd.prepare()
 
     def _scale(self) -> float:
         return self.cfg.input_scale or float(self.meta.get("meta", {}).get("input_scale", 1.0))

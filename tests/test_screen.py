@@ -271,7 +271,7 @@ def test_site_flow_with_a_screen_reviews_flagged_frames(tiny_safety, tmp_path):
     assert r.returncode != 0 and "dvc repro train_screen_safety" in r.stderr, r.stderr[-1500:]
 
 
-def test_flip_tta_averages_the_flips_and_a_screen_sees_only_the_plain_pass():
+def test_tta_averages_the_passes_and_a_screen_sees_only_the_plain_pass():
     """The close-up config averages flipped passes; a screen tapping the model must record one
     input per tile, not the flips too (it would score flipped activations against the owners)."""
     from pipeline.config import load_yaml
@@ -280,7 +280,7 @@ def test_flip_tta_averages_the_flips_and_a_screen_sees_only_the_plain_pass():
     from pipeline.models.preprocess import to_tensor
 
     spec = {**load_yaml(ROOT / "stages" / "configs" / "damage_closeup.yaml"), "model": str(ROOT_W / "damage_closeup.pt")}
-    assert spec["tta"] == ["hflip", "vflip"]
+    assert spec["tta"] == ["hflip", "vflip", "rot180", "transpose"]
     stage = load_stage(spec)
     img = np.random.default_rng(0).integers(0, 255, (100, 130, 3), np.uint8)  # not a multiple of 32: padded
     tap = ActivationTap(stage.model, ["encoder.model.blocks.2"])
@@ -291,11 +291,12 @@ def test_flip_tta_averages_the_flips_and_a_screen_sees_only_the_plain_pass():
     with torch.inference_mode():
         x, h, w = pad_to_multiple(to_tensor([img]))
         m = stage.model
-        want = (m(x) + m(x.flip(-1)).flip(-1) + m(x.flip(-2)).flip(-2))[..., :h, :w] / 3
+        want = (m(x) + m(x.flip(-1)).flip(-1) + m(x.flip(-2)).flip(-2) + m(x.flip(-1, -2)).flip(-1, -2)
+                + m(x.transpose(-1, -2)).transpose(-1, -2))[..., :h, :w] / 5
     assert torch.allclose(got, want, atol=1e-4)
     tap.take()
     plain = load_stage({**spec, "tta": []})
-    assert not torch.allclose(plain._logits([img]), got, atol=1e-3)  # the flips change the answer
+    assert not torch.allclose(plain._logits([img]), got, atol=1e-3)  # the extra passes change the answer
 
 
 def test_tta_names_are_validated(tmp_path):
@@ -318,6 +319,8 @@ def test_onnxruntime_gives_the_torch_masks_and_feeds_the_screens_taps(tmp_path, 
     imgs = [rng.integers(0, 255, (100, 130, 3), np.uint8), rng.integers(0, 255, (100, 130, 3), np.uint8)]
     layers = ["encoder.model.blocks.1", "encoder.model.blocks.4"]
     taps = [ActivationTap(s.model, layers) for s in (ref, ort)]
+    ort.prepare()  # what Pipeline.from_config does once the chain is bound: export before the first batch
+    assert len(list((tmp_path / "onnx").glob("*.onnx"))) == 1
     masks = [s.predict(imgs) for s in (ref, ort)]
     for a, b in zip(*masks):
         assert (a != b).mean() < 1e-3

@@ -119,6 +119,9 @@ class OnnxForward:
                 os.remove(tmp)
         return path
 
+    def prepare(self) -> None:
+        self._session(self._hooked())
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type != "cpu":
             raise ConfigError(f"`runtime: onnxruntime` runs on the CPU, but the input is on {x.device}",
