@@ -342,3 +342,18 @@ def test_onnxruntime_refuses_what_it_cannot_run():
         load_stage({**base, "gate": str(ROOT_W / "damage_gate.pt")})
     with pytest.raises(ConfigError, match="runtime"):
         load_stage({**base, "runtime": "tensorrt"})
+    stage = load_stage(base)
+    x = torch.zeros(1, 3, 64, 64, requires_grad=True)
+    with pytest.raises(ConfigError, match="gradients"):
+        stage.model(x)
+
+
+def test_attack_harness_gets_a_torch_model_with_gradients():
+    """The shipped damage config runs under ONNX Runtime; attacks backpropagate, so the harness loads torch."""
+    from pipeline.screen.targets import Target
+
+    t = Target("damage_segmentation")
+    assert t.stage.cfg.runtime == "torch"
+    x = torch.rand(1, 3, 64, 64, requires_grad=True)
+    t.classifier()(x)[:, 1].sum().backward()  # the damage logit (the two logits sum to 0)
+    assert x.grad is not None and x.grad.abs().sum() > 0

@@ -126,6 +126,9 @@ class OnnxForward:
         if x.device.type != "cpu":
             raise ConfigError(f"`runtime: onnxruntime` runs on the CPU, but the input is on {x.device}",
                               "set `device: cpu`, or `runtime: torch` for an accelerator")
+        if x.requires_grad and torch.is_grad_enabled():
+            raise ConfigError("`runtime: onnxruntime` computes no gradients, and this call needs them (an attack or training)",
+                              "load the stage with `runtime: torch` for anything that backpropagates")
         names = self._hooked()
         outs = self._session(names).run(None, {"x": np.ascontiguousarray(x.detach().numpy(), dtype=np.float32)})
         for n, arr in zip(names, outs[1:]):

@@ -122,8 +122,14 @@ class Target:
 
         if kind not in CONFIGS:
             raise ValueError(f"no screen target {kind!r}; use one of {sorted(CONFIGS)}")
+        from pipeline.config import load_yaml
+
         self.kind = kind
-        self.stage = load_stage(config or CONFIGS[kind])
+        path = Path(config or CONFIGS[kind])
+        spec = load_yaml(path)
+        if "runtime" in spec:
+            spec["runtime"] = "torch"  # the attack harness needs gradients; ONNX Runtime's activations are the same
+        self.stage = load_stage(spec, path.parent)
         self.layers = DEFAULT_LAYERS[kind]
         self.real = Path(real) if real and (Path(real) / "hardhat_workers").exists() else None
 
