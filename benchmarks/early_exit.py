@@ -1,14 +1,16 @@
 """Early exits on the condition classifier: accuracy against average FLOPs for the full model,
 SDN, PBEE and ZTW under each training regime, on the synthetic condition test crops.
 
-    python benchmarks/early_exit.py [--train-subset 8000] [--epochs 3]
+    python benchmarks/early_exit.py [--train-subset 8000] [--epochs 3] [--hidden 0]
 
 - full model: the shipped data/weights/condition.pt (the 100% FLOPs reference, same run);
 - disjoint: that backbone frozen, ICs trained on it; mixed: ICs and backbone trained together from
   it; joint: everything from scratch for --epochs (so joint gets far less training than the
   shipped backbone had: read its row with that in mind);
 - PBEE uses the SDN-trained ICs with its own exit rule, as in the ZTW paper.
-Writes benchmarks/results/early_exit.{json,png} and prints the ZTW-paper-style table and the
+`--hidden N` gives every IC (SDN's and ZTW's alike) a hidden layer of width N instead of the linear
+head the shipped condition_ee.pt has. Writes benchmarks/results/early_exit.{json,png} (with --hidden N:
+early_exit_hiddenN.{json,png}) and prints the ZTW-paper-style table and the
 wall-clock of batched shrinking inference against the full model.
 """
 
@@ -65,6 +67,7 @@ def main():
     ap.add_argument("--train-subset", type=int, default=8000)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--exits", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--hidden", type=int, default=0, help="IC hidden width; 0: linear ICs, as shipped")
     a = ap.parse_args()
     torch.manual_seed(0)
     xtr, ytr = tensors(read_crops(a.data, "train"), True, a.train_subset)
@@ -82,7 +85,7 @@ def main():
             from adaptive.backbone import Classifier
 
             base = Classifier(4, (24, 48, 96, 160)) if regime == "joint" else shipped_base()
-            m = EarlyExitModel(base, 4, ExitConfig(method=ic_kind, exits=a.exits))
+            m = EarlyExitModel(base, 4, ExitConfig(method=ic_kind, exits=a.exits, hidden=a.hidden))
             t0 = time.time()
             # disjoint/mixed start from the trained backbone, so their backbone-first phase is already done
             train(m, tb, regime, a.epochs, lr=3e-3, backbone_epochs=0 if regime != "joint" else None)
@@ -127,8 +130,10 @@ def main():
     results["wall_clock"] = {"regime": z, "threshold": m.cfg.threshold, "full_s": t_full, "ztw_s": t_ee,
                              "speedup": t_full / t_ee, "accuracy": acc_ee, "full_accuracy": full_acc}
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "early_exit.json").write_text(json.dumps(results, indent=2))
-    plot(results, OUT / "early_exit.png")
+    name = "early_exit" + (f"_hidden{a.hidden}" if a.hidden else "")
+    results["settings"] = {"train_subset": a.train_subset, "epochs": a.epochs, "exits": a.exits, "hidden": a.hidden}
+    (OUT / f"{name}.json").write_text(json.dumps(results, indent=2))
+    plot(results, OUT / f"{name}.png")
 
 
 def plot(results, path):
