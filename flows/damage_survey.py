@@ -23,7 +23,7 @@ import pipeline
 from pipeline.annotate import annotate
 from pipeline.budget import add_counters, compute_summary
 from pipeline.errors import InspectflowError
-from pipeline.linking import Registrar, to_mosaic
+from pipeline.linking import Registrar, to_mosaic_many
 from pipeline.report import render_html
 from pipeline.rollup import roll_up
 from pipeline.runner import DEFAULT_CONFIGS, FlowConfig, Pipeline, load_flow_config
@@ -101,8 +101,8 @@ def process_chunk(run_key: str, k: int, first: int, stop: int) -> dict:
             else:
                 tel = r.frame.telemetry
                 gps = None if tel is None else {"lat": tel.lat, "lon": tel.lon, "alt_m": tel.alt_m}
-                for c in r.components:
-                    obs.append({"frame": r.frame.index, "class_id": c.class_id, "segment": seg, "poly": to_mosaic(c.rect, H),
+                for c, poly in zip(r.components, to_mosaic_many([c.rect for c in r.components], H)):
+                    obs.append({"frame": r.frame.index, "class_id": c.class_id, "segment": seg, "poly": poly,
                                 "state": c.state, "damage_ratio": round(c.damage_ratio(), 5), "damage_px": c.damage_px,
                                 "area": c.area_px, "rect": [list(c.rect[0]), list(c.rect[1]), c.rect[2]], "gps": gps})
             if cfg.video.enabled:
@@ -124,7 +124,7 @@ def process_chunk(run_key: str, k: int, first: int, stop: int) -> dict:
               "offset": offset, "seconds": round(time.perf_counter() - t0, 3), "reused": pipe.reused - reused_before,
               "compute": {k: v - counted_before.get(k, 0) for k, v in pipe.counters().items()},
               "skipped": source.skipped[n_skipped_before:], "observations": obs, "screened": flagged}
-    atomic_json(_chunk_path(out, k), marker)  # last: its presence means the chunk is complete
+    atomic_json(_chunk_path(out, k), marker, indent=None)  # last: its presence means the chunk is complete
     return {"chunk": k, "frames": n, "seconds": marker["seconds"]}
 
 

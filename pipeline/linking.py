@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import shapely
 from shapely.geometry import Polygon
 
 
@@ -60,15 +61,32 @@ class Registrar:
 
 
 def to_mosaic(rect, H: np.ndarray) -> list[list[float]]:
-    pts = cv2.boxPoints(rect).reshape(-1, 1, 2).astype(np.float64)
-    return cv2.perspectiveTransform(pts, H).reshape(-1, 2).round(1).tolist()
+    """A min-area rectangle's 4 corners in the mosaic plane."""
+    return to_mosaic_many([rect], H)[0]
 
 
-def _iou(a: Polygon, b: Polygon) -> float:
-    if not a.intersects(b):
-        return 0.0
-    inter = a.intersection(b).area
-    return inter / max(a.union(b).area, 1e-9)
+def to_mosaic_many(rects: list, H: np.ndarray) -> list[list[list[float]]]:
+    """Corners of each rectangle, with one perspectiveTransform call for the whole frame."""
+    if not rects:
+        return []
+    pts = np.concatenate([cv2.boxPoints(r) for r in rects]).reshape(-1, 1, 2).astype(np.float64)
+    return cv2.perspectiveTransform(pts, H).reshape(-1, 4, 2).round(1).tolist()
+
+
+def _ious(polys: np.ndarray, others: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """IoU of the pairs (len(polys) x len(others)) that `candidates` allows and whose boxes overlap;
+    0 elsewhere. shapely 2 computes the intersections in one vectorised call."""
+    out = np.zeros(candidates.shape)
+    if not candidates.any():
+        return out
+    a, b = shapely.bounds(polys), shapely.bounds(others)
+    near = candidates & ((a[:, None, 0] <= b[None, :, 2]) & (b[None, :, 0] <= a[:, None, 2]) &
+                         (a[:, None, 1] <= b[None, :, 3]) & (b[None, :, 1] <= a[:, None, 3]))
+    i, j = np.nonzero(near)
+    inter = shapely.area(shapely.intersection(polys[i], others[j]))
+    union = shapely.area(polys[i]) + shapely.area(others[j]) - inter
+    out[i, j] = inter / np.maximum(union, 1e-9)
+    return out
 
 
 def link(observations: list[dict], iou: float = 0.3, max_gap: int = 30) -> list[list[dict]]:
@@ -81,14 +99,13 @@ def link(observations: list[dict], iou: float = 0.3, max_gap: int = 30) -> list[
         by_frame.setdefault(o["frame"], []).append(o)
     for frame in sorted(by_frame):
         live = [t for t in tracks if frame - t["last"] <= max_gap]
-        pairs = []
-        polys = [Polygon(o["poly"]).buffer(0) for o in by_frame[frame]]
-        for i, (o, p) in enumerate(zip(by_frame[frame], polys)):
-            for t in live:
-                if t["class_id"] == o["class_id"] and t["segment"] == o["segment"]:
-                    v = _iou(p, t["poly"])
-                    if v >= iou:
-                        pairs.append((v, i, id(t), t))
+        views = by_frame[frame]
+        polys = [Polygon(o["poly"]).buffer(0) for o in views]
+        # a view may join a live track of its own class and registration segment
+        same = (np.array([(o["class_id"], o["segment"]) for o in views])[:, None, :] ==
+                np.array([(t["class_id"], t["segment"]) for t in live]).reshape(-1, 2)[None, :, :]).all(2)
+        v = _ious(np.array(polys, dtype=object), np.array([t["poly"] for t in live], dtype=object), same)
+        pairs = [(v[i, j], i, id(live[j]), live[j]) for i, j in zip(*np.nonzero(v >= iou))]
         used_o, used_t = set(), set()
         for v, i, tid, t in sorted(pairs, key=lambda x: -x[0]):
             if i in used_o or tid in used_t:

@@ -22,8 +22,10 @@ def atomic_write(path: str | Path, data: str | bytes) -> None:
     os.replace(tmp, path)
 
 
-def atomic_json(path: str | Path, obj) -> None:
-    atomic_write(path, json.dumps(obj, indent=2, default=_default))
+def atomic_json(path: str | Path, obj, indent: int | None = 2) -> None:
+    """`indent=None` for files only the program reads: json's C encoder runs only without indent,
+    ~10x faster on a chunk marker with thousands of observations."""
+    atomic_write(path, json.dumps(obj, indent=indent, default=_default, separators=None if indent else (",", ":")))
 
 
 def _default(o):
