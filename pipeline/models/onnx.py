@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -88,7 +89,11 @@ class OnnxForward:
         return self._sessions[names]
 
     def _export(self, names: tuple[str, ...]) -> Path:
-        tag = hashlib.sha256(repr((self.key, names, torch.__version__)).encode()).hexdigest()[:20]
+        # the class's code comes from a library (smp, timm): a new version may build another graph
+        cls = type(self.model)
+        lib = sys.modules.get(cls.__module__.split(".")[0])
+        tag = hashlib.sha256(repr((self.key, names, cls.__module__, cls.__qualname__, getattr(lib, "__version__", None),
+                                   torch.__version__)).encode()).hexdigest()[:20]
         cache = CACHE
         try:
             cache.mkdir(parents=True, exist_ok=True)

@@ -117,7 +117,7 @@ def _site_images(split: str, limit: int | None, real: Path | None, seed: int = 0
 
 
 class Target:
-    def __init__(self, kind: str, config: str | Path | None = None, real: str | Path | None = None):
+    def __init__(self, kind: str, config: str | Path | dict | None = None, real: str | Path | None = None):
         from stages import load_stage
 
         if kind not in CONFIGS:
@@ -125,11 +125,14 @@ class Target:
         from pipeline.config import load_yaml
 
         self.kind = kind
-        path = Path(config or CONFIGS[kind])
-        spec = load_yaml(path)
+        if isinstance(config, dict):  # an inline stage spec
+            spec, base = dict(config), None
+        else:
+            path = Path(config or CONFIGS[kind])
+            spec, base = load_yaml(path), path.parent
         if "runtime" in spec:
             spec["runtime"] = "torch"  # the attack harness needs gradients; ONNX Runtime's activations are the same
-        self.stage = load_stage(spec, path.parent)
+        self.stage = load_stage(spec, base)
         self.layers = DEFAULT_LAYERS[kind]
         self.real = Path(real) if real and (Path(real) / "hardhat_workers").exists() else None
 
