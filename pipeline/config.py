@@ -39,4 +39,7 @@ def validate(model: type[BaseModel], data: dict, where: str) -> BaseModel:
                 lines.append(f"unknown key '{key}'")
             else:
                 lines.append(f"key '{key}': {err['msg']}")
-        raise ConfigError(f"{where}: " + "; ".join(lines), f"allowed keys here: {allowed}") from None
+        unknown = any(err["type"] == "extra_forbidden" for err in e.errors())
+        # a wrong value's message already says what is allowed; a list of keys helps only with a misspelt one
+        raise ConfigError(f"{where}: " + "; ".join(lines),
+                          f"allowed keys here: {allowed}" if unknown else "change the value(s) named above") from None

@@ -10,10 +10,9 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from pipeline.core import FrameResult
-from pipeline.errors import ConfigError
 from pipeline.models.checkpoint import file_sha
 from pipeline.models.onnx import OnnxForward, use_onnxruntime
 from pipeline.models.preprocess import to_tensor
@@ -32,12 +31,26 @@ class SegmentationConfig(StageConfig):
         "torch", description="what runs the model: torch, or ONNX Runtime on the CPU (exported once and cached; "
         "~1.5x faster for the damage segmenter, same masks: benchmarks/stage_costs.py)")
 
+    @model_validator(mode="after")
+    def _runtime_fits(self):
+        if self.runtime == "onnxruntime" and self.device != "cpu":
+            raise ValueError(f"`runtime: onnxruntime` runs on the CPU, not {self.device!r}: set `device: cpu`, "
+                             "or `runtime: torch` to use the accelerator")
+        return self
+
 
 class DamageConfig(SegmentationConfig):
     gate: Path | None = Field(None, description="'nothing here' gate weights (`dvc repro train_damage_gate`): "
                               "an input (frame or tile) with no damage-like cell stops after an early block")
     gate_threshold: float | None = Field(None, ge=0, le=1, description="cell probability an input needs to run on; "
                                          "default: the calibrated one; 0 runs everything")
+
+    @model_validator(mode="after")
+    def _gate_runs_in_torch(self):
+        if self.gate is not None and self.runtime == "onnxruntime":
+            raise ValueError("the `gate:` exit runs the encoder block by block in torch, which `runtime: onnxruntime` "
+                             "cannot: remove `gate:`, or set `runtime: torch`")
+        return self
 
 
 def pad_to_multiple(x: torch.Tensor, mult: int = 32) -> tuple[torch.Tensor, int, int]:
@@ -81,13 +94,7 @@ class SegmentationStage(Stage):
     def __init__(self, cfg):
         super().__init__(cfg)
         self.n_inputs = self.n_gated = 0
-        if cfg.runtime == "onnxruntime":
-            if cfg.device != "cpu":
-                raise ConfigError(f"stage {self.type_name!r}: `runtime: onnxruntime` runs on the CPU, not {cfg.device!r}",
-                                  "set `device: cpu`, or `runtime: torch` to use the accelerator")
-            if getattr(cfg, "gate", None) is not None:
-                raise ConfigError(f"stage {self.type_name!r}: the `gate:` exit runs the encoder block by block in torch, "
-                                  "which `runtime: onnxruntime` cannot", "remove `gate:`, or set `runtime: torch`")
+        if cfg.runtime == "onnxruntime":  # device and gate were checked with the config
             use_onnxruntime(self.model, file_sha(self.require_model()))
 
     def prepare(self) -> None:
@@ -103,7 +110,8 @@ class SegmentationStage(Stage):
     @torch.inference_mode()
     def _logits(self, imgs: list[np.ndarray]) -> torch.Tensor:
         x, h, w = pad_to_multiple(to_tensor(imgs).to(self.cfg.device))
-        x = x.contiguous(memory_format=torch.channels_last)
+        if self.cfg.runtime == "torch":  # ONNX Runtime takes NCHW: converting would be a copy each way
+            x = x.contiguous(memory_format=torch.channels_last)
         out = self.model(x)
         self.n_inputs += len(imgs)
         if getattr(self.model, "gate", None) is not None:
