@@ -27,6 +27,7 @@ class ExitConfig(BaseModel):
     threshold: float = Field(0.9, gt=0, le=1, description="sdn/ztw: exit when the max probability reaches this")
     patience: int = Field(2, ge=1, description="pbee: exit after this many consecutive ICs agree")
     hidden: int = Field(0, ge=0, description="IC hidden width; 0 = linear ICs")
+    conv: int = Field(0, ge=0, description="channels of a separable conv in each IC before pooling; 0 = pool the block as is")
 
 
 class EarlyExitModel(nn.Module):
@@ -39,7 +40,8 @@ class EarlyExitModel(nn.Module):
                               f"use increasing block indices in 0..{n_blocks - 2}; block {n_blocks - 1} feeds the final head")
         self.base, self.cfg, self.num_classes = base, cfg, num_classes
         ch = base.backbone.out_channels
-        self.ics = nn.ModuleList(ICHead(ch[e], num_classes, cascade=cfg.method == "ztw", hidden=cfg.hidden)
+        self.ics = nn.ModuleList(ICHead(ch[e], num_classes, cascade=cfg.method == "ztw", hidden=cfg.hidden,
+                                       conv=cfg.conv)
                                  for e in cfg.exits)
         self.ensemble = GeometricEnsemble(len(cfg.exits) + 1, num_classes) if cfg.method == "ztw" else None
 
@@ -207,8 +209,9 @@ class EarlyExitClassifier(EarlyExitModel):
     (class_path + init_args) and a stage YAML can swap it in."""
 
     def __init__(self, num_classes: int, widths: tuple[int, ...] = (24, 48, 96, 160), exits: tuple[int, ...] = (0, 1, 2),
-                 method: str = "ztw", threshold: float = 0.9, patience: int = 2, hidden: int = 0):
+                 method: str = "ztw", threshold: float = 0.9, patience: int = 2, hidden: int = 0,
+                 conv: int = 0):
         from adaptive.backbone import Classifier
 
-        cfg = ExitConfig(method=method, exits=list(exits), threshold=threshold, patience=patience, hidden=hidden)
+        cfg = ExitConfig(method=method, exits=list(exits), threshold=threshold, patience=patience, hidden=hidden, conv=conv)
         super().__init__(Classifier(num_classes, tuple(widths)), num_classes, cfg)

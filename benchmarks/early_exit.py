@@ -1,17 +1,18 @@
 """Early exits on the condition classifier: accuracy against average FLOPs for the full model,
 SDN, PBEE and ZTW under each training regime, on the synthetic condition test crops.
 
-    python benchmarks/early_exit.py [--train-subset 8000] [--epochs 3] [--hidden 0]
+    python benchmarks/early_exit.py [--train-subset 8000] [--epochs 3] [--hidden 0] [--conv 64]
 
 - full model: the shipped data/weights/condition.pt (the 100% FLOPs reference, same run);
 - disjoint: that backbone frozen, ICs trained on it; mixed: ICs and backbone trained together from
   it; joint: everything from scratch for --epochs (so joint gets far less training than the
   shipped backbone had: read its row with that in mind);
 - PBEE uses the SDN-trained ICs with its own exit rule, as in the ZTW paper.
-`--hidden N` gives every IC (SDN's and ZTW's alike) a hidden layer of width N instead of the linear
-head the shipped condition_ee.pt has. Writes benchmarks/results/early_exit.{json,png} (with --hidden N:
-early_exit_hiddenN.{json,png}) and prints the ZTW-paper-style table and the
-wall-clock of batched shrinking inference against the full model.
+`--hidden N` gives every IC (SDN's and ZTW's alike) a hidden layer of width N; `--conv N` a separable
+conv to N channels before its pooling (64 by default, as in the shipped condition_ee.pt; 0: pool the
+block as is). Writes benchmarks/results/early_exit.{json,png} (early_exit_hiddenN / _convN when they
+differ from the shipped heads) and prints
+the ZTW-paper-style table and the wall-clock of batched shrinking inference against the full model.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--exits", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--hidden", type=int, default=0, help="IC hidden width; 0: linear ICs, as shipped")
+    ap.add_argument("--conv", type=int, default=64, help="IC conv channels before pooling, as shipped; 0: pool the block as is")
     a = ap.parse_args()
     torch.manual_seed(0)
     xtr, ytr = tensors(read_crops(a.data, "train"), True, a.train_subset)
@@ -85,7 +87,7 @@ def main():
             from adaptive.backbone import Classifier
 
             base = Classifier(4, (24, 48, 96, 160)) if regime == "joint" else shipped_base()
-            m = EarlyExitModel(base, 4, ExitConfig(method=ic_kind, exits=a.exits, hidden=a.hidden))
+            m = EarlyExitModel(base, 4, ExitConfig(method=ic_kind, exits=a.exits, hidden=a.hidden, conv=a.conv))
             t0 = time.time()
             # disjoint/mixed start from the trained backbone, so their backbone-first phase is already done
             train(m, tb, regime, a.epochs, lr=3e-3, backbone_epochs=0 if regime != "joint" else None)
@@ -130,8 +132,9 @@ def main():
     results["wall_clock"] = {"regime": z, "threshold": m.cfg.threshold, "full_s": t_full, "ztw_s": t_ee,
                              "speedup": t_full / t_ee, "accuracy": acc_ee, "full_accuracy": full_acc}
     OUT.mkdir(parents=True, exist_ok=True)
-    name = "early_exit" + (f"_hidden{a.hidden}" if a.hidden else "")
-    results["settings"] = {"train_subset": a.train_subset, "epochs": a.epochs, "exits": a.exits, "hidden": a.hidden}
+    name = "early_exit" + (f"_hidden{a.hidden}" if a.hidden else "") + (f"_conv{a.conv}" if a.conv != 64 else "")
+    results["settings"] = {"train_subset": a.train_subset, "epochs": a.epochs, "exits": a.exits, "hidden": a.hidden,
+                           "conv": a.conv}
     (OUT / f"{name}.json").write_text(json.dumps(results, indent=2))
     plot(results, OUT / f"{name}.png")
 

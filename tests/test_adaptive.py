@@ -28,9 +28,9 @@ def model(method, **kw):
     return EarlyExitModel(Classifier(4, widths=(8, 16, 24, 32)), 4, ExitConfig(method=method, exits=[0, 1, 2], **kw))
 
 
-@pytest.mark.parametrize("method", ["sdn", "pbee", "ztw"])
-def test_batched_inference_matches_per_sample_simulation(method):
-    m = model(method, patience=2).eval()
+@pytest.mark.parametrize("method,conv", [("sdn", 0), ("pbee", 0), ("ztw", 0), ("ztw", 8)])
+def test_batched_inference_matches_per_sample_simulation(method, conv):
+    m = model(method, patience=2, conv=conv).eval()
     x, _ = toy(64)
     with torch.no_grad():
         lps = m.log_probs(m.forward_all(x))
@@ -78,6 +78,8 @@ def test_flops_grow_per_exit_and_calibration_meets_budget():
     pick = calibrate(lps, y, flops, "sdn", target_flops=0.6)
     acc, share = evaluate_exits(lps, y, flops, simulate(lps, "sdn", threshold=pick["threshold"]))
     assert share <= 0.6 or pick["flops_share"] == share
+    # a conv in each IC is counted: every exit costs more than the pooled-only IC at the same block
+    assert (model("sdn", conv=8).flops_per_exit((3, 32, 32))[:-1] > flops[:-1]).all()
 
 
 def test_bad_exit_config_is_a_clear_error():
