@@ -34,7 +34,8 @@ def train(p: dict) -> dict:
     root = Path(p["data"])
     base, meta = checkpoint.load(p["init"], "condition_classification")
     args = {"num_classes": len(DAMAGE_STATES), "widths": list(base.backbone.out_channels), "exits": list(p["exits"]),
-            "method": p["method"], "threshold": 1.0, "hidden": p.get("hidden", 0)}
+            "method": p["method"], "threshold": 1.0, "hidden": p.get("hidden", 0),
+            "conv": p.get("conv", 0)}
     model = EarlyExitClassifier(**args)
     model.base.load_state_dict(base.state_dict())
     rows = read_crops(root, "train")
