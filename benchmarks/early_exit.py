@@ -1,7 +1,7 @@
 """Early exits on the condition classifier: accuracy against average FLOPs for the full model,
 SDN, PBEE and ZTW under each training regime, on the synthetic condition test crops.
 
-    python benchmarks/early_exit.py [--train-subset 8000] [--epochs 3] [--hidden 0] [--conv 64]
+    python benchmarks/early_exit.py [--train-subset N] [--epochs 3] [--hidden 0] [--conv 64]
 
 - full model: the shipped data/weights/condition.pt (the 100% FLOPs reference, same run);
 - disjoint: that backbone frozen, ICs trained on it; mixed: ICs and backbone trained together from
@@ -65,7 +65,7 @@ def best_at(pts, budget):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=ROOT / "data" / "synth")
-    ap.add_argument("--train-subset", type=int, default=8000)
+    ap.add_argument("--train-subset", type=int, default=None, help="train the ICs on this many crops; default: all, as shipped")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--exits", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--hidden", type=int, default=0, help="IC hidden width; 0: linear ICs, as shipped")
