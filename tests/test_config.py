@@ -124,7 +124,7 @@ def test_budget_sets_reuse_and_stage_settings_unless_the_config_does(tmp_path, c
     assert not cfg.reuse_settings().enabled and st.model.cfg.threshold == 1.0
     cfg, st = build(stages + "budget: fast\n")
     r = cfg.reuse_settings()
-    assert (r.enabled, r.mode, r.max_run) == (True, "motion", 5) and st.model.cfg.threshold == 0.85
+    assert (r.enabled, r.mode, r.max_run) == (True, "motion", 5) and st.model.cfg.threshold == 0.75
     cfg, st = build(stages + "budget: balanced\n")
     assert cfg.reuse_settings().mode == "motion" and st.model.cfg.threshold == 0.9  # the checkpoint's calibrated one
     # explicit settings win: a reuse key in the flow, a threshold in the stage
