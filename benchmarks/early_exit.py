@@ -11,8 +11,8 @@ SDN, PBEE and ZTW under each training regime, on the synthetic condition test cr
 `--hidden N` gives every IC (SDN's and ZTW's alike) a hidden layer of width N; `--conv N` a separable
 conv to N channels before its pooling (64 by default, as in the shipped condition_ee.pt; 0: pool the
 block as is). Writes benchmarks/results/early_exit.{json,png} (early_exit_hiddenN / _convN when they
-differ from the shipped heads) and prints
-the ZTW-paper-style table and the wall-clock of batched shrinking inference against the full model.
+differ from the shipped heads) and prints the ZTW-paper-style table and the wall-clock of batched
+shrinking inference against the full model.
 """
 
 from __future__ import annotations
