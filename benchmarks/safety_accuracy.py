@@ -1,6 +1,9 @@
 """Hard-hat accuracy of the shipped site-safety model and rule.
 
-    python benchmarks/safety_accuracy.py [--weights data/weights/safety.pt] [--synth data/sites]
+    python benchmarks/safety_accuracy.py [--config stages/configs/safety_detector.yaml] [--imgsz N] [--iou X] [--no-gate]
+
+Detection runs through the detector stage the config builds (its weights, input size and 'nothing here'
+gate), with tracking off: the images are unrelated.
 
 1. Real: the `val` split of ../shared/data/real/hardhat_workers (skipped when absent). GT `helmet`
    boxes are wearer heads, `head` boxes non-wearer heads; each predicted head point is matched to
@@ -23,21 +26,25 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.models.yolo import load_yolo  # noqa: E402
 from pipeline.safety.core import Detections  # noqa: E402
 from pipeline.safety.metrics import evaluate  # noqa: E402
 from pipeline.safety.rule import RuleConfig, decide  # noqa: E402
+from stages import STAGES, parse_stage  # noqa: E402
 
 CACHE = ROOT / "benchmarks" / ".cache"
 STATUS_CLS = {"worn": "wearer", "no_hat": "non_wearer", "unknown": "unknown"}
 
 
-def detect_all(model, images: list[Path], imgsz: int) -> dict[str, Detections]:
+def detect_all(stage, images: list[Path]) -> dict[str, Detections]:
+    g = stage.backend.gate
+    before = 0 if g is None else g.n_gated
     out = {}
     for i in range(0, len(images), 8):
         batch = images[i : i + 8]
-        for p, r in zip(batch, model.predict([str(x) for x in batch], imgsz=imgsz, conf=0.05, verbose=False)):
-            out[p.name] = Detections.from_ultralytics(r)
+        for p, d in zip(batch, stage.backend([cv2.imread(str(x)) for x in batch], False)):
+            out[p.name] = d
+    if g is not None:
+        print(f"  the gate stopped {g.n_gated - before} of {len(images)} images after layer {g.layer}")
     return out
 
 
@@ -123,13 +130,23 @@ def at_operating_point(preds, gts, conf):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--weights", type=Path, default=ROOT / "data" / "weights" / "safety.pt")
+    ap.add_argument("--config", type=Path, default=ROOT / "stages" / "configs" / "safety_detector.yaml")
+    ap.add_argument("--weights", type=Path, help="instead of the config's model")
+    ap.add_argument("--imgsz", type=int, help="instead of the config's input size")
+    ap.add_argument("--iou", type=float, help="instead of the config's NMS IoU")
+    ap.add_argument("--no-gate", action="store_true", help="run every image to the end (the config's gate off)")
     ap.add_argument("--real", type=Path, default=ROOT.parent / "shared" / "data" / "real" / "hardhat_workers")
     ap.add_argument("--synth", type=Path, default=ROOT / "data" / "sites")
-    ap.add_argument("--imgsz", type=int, default=416)
     ap.add_argument("--conf", type=float, default=0.25, help="detection threshold for precision/recall (the detector's conf)")
     a = ap.parse_args()
-    model = load_yolo(a.weights)
+    _, cfg = parse_stage(a.config)
+    # a low stage threshold so AP sees the whole score range; P/R are taken at --conf below
+    update = {"conf": 0.05, "tracker": None, **({"model": a.weights.resolve()} if a.weights else {}),
+              **({"imgsz": a.imgsz} if a.imgsz else {}), **({"iou": a.iou} if a.iou else {}), **({"gate": None} if a.no_gate else {})}
+    stage = STAGES["safety_detector"](cfg.model_copy(update=update))
+    g = stage.backend.gate
+    print(f"{a.config.name}: {stage.cfg.model.name}, imgsz {stage.cfg.imgsz}, NMS IoU {stage.cfg.iou}, gate "
+          + (f"on (threshold {g.threshold:.3f})" if g is not None else "off"))
     results = {}
     # the shipped rule, with detection thresholds opened up so AP sees the whole score range
     import yaml
@@ -139,9 +156,9 @@ def main():
     shipped = RuleConfig(**{**rule_yaml, "person_conf": 0.05, "head_conf": 0.05})
     if a.real.exists():
         images, gts = real_gt(a.real)
-        dets = detect_all(model, images, a.imgsz)
         print(f"real hardhat_workers/val: {len(images)} images, {sum(g['cls'] == 'wearer' for g in gts)} wearer and "
               f"{sum(g['cls'] == 'non_wearer' for g in gts)} non-wearer heads")
+        dets = detect_all(stage, images)
         for src in ("pose", "head_box", "both"):
             preds, _ = predictions(dets, shipped.model_copy(update={"head_source": src}))
             results[f"real/{src}"] = m = at_operating_point(preds, gts, a.conf)
@@ -150,8 +167,8 @@ def main():
         print(f"real data not found at {a.real}: skipped")
     if (a.synth / "meta" / "test.jsonl").exists():
         images, gts, metas = synth_gt(a.synth)
-        dets = detect_all(model, images, a.imgsz)
         print(f"synthetic test: {len(images)} images, {len(gts)} heads")
+        dets = detect_all(stage, images)
         for name, rule in (("ours", shipped), ("base rule", shipped.model_copy(update={"extra_checks": False}))):
             preds, decisions = predictions(dets, rule)
             results[f"synthetic/{name}"] = m = at_operating_point(preds, gts, a.conf)
