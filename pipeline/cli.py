@@ -68,41 +68,50 @@ def run(flow_name: str = typer.Argument(..., metavar="FLOW", help=f"one of: {', 
 
 
 @app.command()
-def predict(stage_config: Path = typer.Argument(..., help="a stage YAML, e.g. stages/configs/damage_segmentation.yaml"),
+def predict(stage_configs: list[Path] = typer.Argument(..., metavar="STAGE_CONFIG...",
+                                                       help="stage YAMLs in order, e.g. stages/configs/damage_closeup.yaml, "
+                                                       "or stages/configs/safety_photos.yaml stages/configs/hardhat_rule.yaml"),
             source: str = typer.Option(..., help="image folder or glob"),
             out: Path = typer.Option(..., help="output folder")):
-    """Run one stage on images. Masks: OUT/<image stem>.png, pixel value = class id; plus OUT/predictions.jsonl."""
+    """Run stages on unrelated images. Masks: OUT/<image stem>.png, pixel value = class id; boxes, head points,
+    hard-hat decisions and components: OUT/predictions.jsonl, one line per image."""
     import cv2
     from tqdm import tqdm
 
-    from pipeline.core import FrameResult
+    from pipeline.predictions import MASKS, record
+    from pipeline.runner import Pipeline
     from pipeline.sinks import atomic_write
     from pipeline.sources import open_source
-    from stages import load_stage
 
     try:
-        stage = load_stage(stage_config)
-        if set(stage.inputs) != {"image"}:
-            raise InspectflowError(f"stage {stage.type_name!r} needs {sorted(set(stage.inputs) - {'image'})} besides the image",
-                                   "run it inside a flow (`inspectflow run`), or predict with a segmentation stage")
+        pipe = Pipeline.from_specs(list(stage_configs))
+        outputs = [o for st in pipe.stages for o in st.outputs]
+        classes = {o: st.meta["classes"] for st in pipe.stages for o in st.outputs if o in MASKS}
+        for st in pipe.stages:
+            if getattr(st, "track", False):
+                st.track = False  # unrelated photos: a tracker would also drop boxes below its new-track threshold
         src = open_source(source)
         if src.total is None:
             raise InspectflowError("predict works on image folders or globs, not streams", "pass --source IMAGE_DIR")
         out.mkdir(parents=True, exist_ok=True)
+        masks = [o for o in outputs if o in MASKS]
         lines = []
-        for frame in tqdm(src, total=len(src.indices()), desc=stage.type_name, unit="img"):
-            r = FrameResult(frame=frame)
-            stage.process([r])
-            mask = getattr(r, stage.outputs[0])
-            name = f"{Path(frame.source).stem}.png"
-            ok, buf = cv2.imencode(".png", mask)
-            atomic_write(out / name, buf.tobytes())
-            counts = {stage.meta["classes"][i]: int(v) for i, v in enumerate(cv2.calcHist([mask], [0], None, [len(stage.meta["classes"])], [0, len(stage.meta["classes"])]).ravel()) if v}
-            lines.append(json.dumps({"image": frame.source, "mask": name, "pixels": counts}))
+        for frame in tqdm(src, total=len(src.indices()), desc="predict", unit="img"):
+            (r,) = pipe([frame])
+            for o in masks:
+                name = f"{Path(frame.source).stem}.png" if len(masks) == 1 else f"{o}/{Path(frame.source).stem}.png"
+                (out / name).parent.mkdir(exist_ok=True)
+                ok, buf = cv2.imencode(".png", getattr(r, o))
+                atomic_write(out / name, buf.tobytes())
+            line = record(r, outputs, classes)
+            if len(masks) == 1:
+                line["mask"] = f"{Path(frame.source).stem}.png"
+            lines.append(json.dumps(line))
         atomic_write(out / "predictions.jsonl", "\n".join(lines) + "\n")
         if src.skipped:
             typer.echo(f"skipped {len(src.skipped)} unreadable images: " + "; ".join(src.skipped), err=True)
-        typer.echo(f"{len(lines)} masks written to {out}")
+        typer.echo(f"{len(lines)} images predicted; {', '.join(outputs)} in {out / 'predictions.jsonl'}"
+                   + (" and one PNG mask per image" if masks else ""))
     except InspectflowError as e:
         _fail(e)
 

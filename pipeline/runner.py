@@ -98,10 +98,16 @@ class Pipeline:
 
     @classmethod
     def from_config(cls, cfg: BaseFlowConfig, base_dir: Path) -> Pipeline:
+        return cls.from_specs(cfg.stages, base_dir, cfg.budget_preset()["stages"], cfg.reuse_settings())
+
+    @classmethod
+    def from_specs(cls, specs: list, base_dir: Path | None = None, tune: dict | None = None,
+                   reuse: ReuseConfig | None = None) -> Pipeline:
+        """Stage YAML paths or inline mappings, in order; `tune` holds per-stage-type overrides (a budget)."""
         from stages import parse_stage
 
-        tune = cfg.budget_preset()["stages"]
-        parsed = [(c, apply_to_stage(sc, tune.get(c.type_name, {}))) for c, sc in (parse_stage(s, base_dir) for s in cfg.stages)]
+        tune = tune or {}
+        parsed = [(c, apply_to_stage(sc, tune.get(c.type_name, {}))) for c, sc in (parse_stage(s, base_dir) for s in specs)]
         have = {"image"}
         for stage_cls, _ in parsed:
             missing = set(stage_cls.inputs) - have
@@ -117,7 +123,7 @@ class Pipeline:
         for stage in stages:
             if hasattr(stage, "prepare"):  # one-off work that needs the whole chain bound (an ONNX export)
                 stage.prepare()
-        return cls(stages, cfg.reuse_settings())
+        return cls(stages, reuse)
 
     def _run(self, frames: list[Frame], motion: list | None = None) -> list[FrameResult]:
         results = [FrameResult(frame=f, motion=m) for f, m in zip(frames, motion or [None] * len(frames))]

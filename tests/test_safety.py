@@ -188,3 +188,42 @@ def test_rule_on_synthetic_labels_reaches_every_situation():
             seen[h["situation"]] += 1
     assert all(seen.values()), seen
     assert wrong <= 0.02 * sum(len(labels(random_scene(np.random.default_rng(s)))["persons"]) for s in range(60))
+
+
+def test_predict_writes_boxes_head_points_and_decisions(tiny_safety, tmp_path):
+    """Photos through the shipped photo detector config and the hat rule: one JSON line per image, with
+    the boxes the model gives on its own (untracked: the photos are unrelated), and no masks."""
+    import cv2
+
+    from pipeline.models.yolo import load_yolo
+    from pipeline.safety.core import Detections
+
+    imgs = tmp_path / "photos"
+    imgs.mkdir()
+    src = sorted((tiny_safety["base"] / "sites" / "images" / "train").glob("*.jpg"))[:3]
+    for p in src:
+        (imgs / p.name).write_bytes(p.read_bytes())
+    det, rule = ROOT / "stages" / "configs" / "safety_photos.yaml", ROOT / "stages" / "configs" / "hardhat_rule.yaml"
+    r = run_cli("predict", det, rule, "--source", imgs, "--out", tmp_path / "pred")
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = [json.loads(x) for x in (tmp_path / "pred" / "predictions.jsonl").read_text().splitlines()]
+    assert [x["image"].rsplit("/", 1)[-1] for x in lines] == [p.name for p in src]
+    assert not list((tmp_path / "pred").glob("*.png"))
+    cfg = yaml.safe_load(det.read_text())
+    model = load_yolo(ROOT / "data" / "weights" / "safety.pt")
+    n_boxes = n_decisions = 0
+    for line, p in zip(lines, src):
+        h, w = cv2.imread(str(p)).shape[:2]
+        direct = Detections.from_ultralytics(model.predict(str(p), imgsz=cfg["imgsz"], conf=cfg["conf"], iou=cfg["iou"],
+                                                           verbose=False)[0])
+        assert len(line["detections"]) == len(direct)
+        for d in line["detections"]:
+            assert d["class"] in ("person", "hardhat", "head") and d["score"] >= cfg["conf"] and "track_id" not in d
+            assert -1 <= d["box"][0] < d["box"][2] <= w + 1 and -1 <= d["box"][1] < d["box"][3] <= h + 1
+            assert ("head" in d) == (d["class"] in ("person", "head"))
+        assert all(x["status"] in ("worn", "no_hat", "unknown") for x in line["decisions"])
+        n_boxes += len(direct)
+        n_decisions += len(line["decisions"])
+    assert n_boxes > 0 and n_decisions > 0, "nothing found on synthetic sites: the checks above saw no boxes"
+    r = run_cli("predict", rule, "--source", imgs, "--out", tmp_path / "p2")
+    assert r.returncode == 2 and "needs ['detections']" in r.stderr and "fix:" in r.stderr

@@ -1,0 +1,66 @@
+"""What `inspectflow predict` writes per image: masks as PNG files, everything else as one JSON line.
+
+A mask output is a PNG named after the image, pixel value = class id (in a folder named after the
+output when the chain makes more than one mask). Boxes, points, decisions and components go into
+`predictions.jsonl`, one line per image, keyed by the output's name.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.core import Component, FrameResult
+
+MASKS = ("damage_mask", "component_mask")
+
+
+def _r(v, nd: int = 1):
+    return None if v is None else [round(float(x), nd) for x in v]
+
+
+def detections_json(d) -> list[dict]:
+    """Each box with its class, score and, where the class has one, its head point."""
+    out = []
+    for i in range(len(d)):
+        name = d.names[int(d.class_id[i])]
+        row = {"class": name, "score": round(float(d.confidence[i]), 4), "box": _r(d.xyxy[i])}
+        # a pose model gives every box a point; a hat's is meaningless
+        if name != "hardhat" and np.isfinite(d.keypoints[i]).all():
+            row["head"] = _r(d.keypoints[i])
+            row["head_conf"] = round(float(d.keypoint_confidence[i]), 4)
+        if d.tracker_id[i] >= 0:
+            row["track_id"] = int(d.tracker_id[i])
+        out.append(row)
+    return out
+
+
+def component_json(c: Component) -> dict:
+    (cx, cy), (w, h), angle = c.rect
+    return {"class": c.class_name, "box": [int(v) for v in c.box], "rect": {"center": _r((cx, cy)), "size": _r((w, h)),
+            "angle": round(float(angle), 1)}, "area_px": int(c.area_px), "damage_px": c.damage_px,
+            "state": c.state_name, "state_scores": _r(c.state_scores, 4)}
+
+
+def mask_counts(mask: np.ndarray, classes) -> dict[str, int]:
+    counts = np.bincount(mask.ravel(), minlength=len(classes))
+    return {classes[i]: int(v) for i, v in enumerate(counts[: len(classes)]) if v}
+
+
+def record(r: FrameResult, outputs: list[str], classes: dict[str, list[str]]) -> dict:
+    """The JSON line for one image: the chain's outputs, masks as their class pixel counts."""
+    line: dict = {"image": r.frame.source}
+    for name in outputs:
+        v = getattr(r, name)
+        if name in MASKS:
+            line[name] = {"pixels": mask_counts(v, classes[name])}
+        elif name == "detections":
+            line[name] = detections_json(v)
+        elif name == "decisions":
+            line[name] = [x.to_json() for x in v]
+        elif name == "components":
+            line[name] = [component_json(c) for c in v]
+        elif name == "screen":
+            line[name] = v
+        else:
+            raise ValueError(f"no writer for stage output {name!r}")
+    return line
