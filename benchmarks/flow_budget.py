@@ -11,8 +11,8 @@ stretches, as most of a real survey is):
   - flow rows: the whole Prefect flow (registration, linking, video, report) at each budget; its
     busy frames/s, which excludes Prefect's start-up.
 Site safety (a synthetic 720p fixed-camera clip, by default with nobody on site for half of each
-10 s): naive two-model baseline, then the flow at each budget, with the hard-hat status F1 of
-benchmarks/safety_throughput.py.
+10 s): naive two-model baseline at 1280 px on every `--naive-every`-th frame, then the flow at each
+budget, with the hard-hat status F1 of benchmarks/safety_throughput.py (naive: of the frames it ran).
 
     python benchmarks/flow_budget.py [--seconds 10] [--intact 0.5] [--empty 0.5] [--naive-every 5] [--flows damage,site] [--ablate]
 """
@@ -197,7 +197,8 @@ def site_rows(a) -> dict:
     clip = CACHE / f"site_720p_{a.site_seconds:g}s_empty{a.empty:g}.mp4"
     if not clip.exists():
         site_video(clip, seconds=a.site_seconds, seed=5, fps=15, size=(1280, 720), empty=a.empty)
-    rows = {"naive": run_measure(__file__, "site naive (2 models, full res)", ["--clip", str(clip), "--measure", "site-naive", "--n", "40"])}
+    rows = {"naive": run_measure(__file__, "site naive (2 models, full res)", ["--clip", str(clip), "--measure", "site-naive", "--n", "0",
+                                                                                           "--every", str(a.naive_every)])}
     for b in BUDGETS:
         rows[f"flow {b}"] = run_measure(__file__, f"site flow, budget {b}", ["--clip", str(clip), "--measure", "site-flow", "--budget", b])
     for part in ("gate", "reuse") if a.ablate else ():
@@ -234,7 +235,7 @@ def markdown(res: dict) -> str:
             gated = f"{c['detector_gated'] / c['detector_inputs']:.0%}" if c.get("detector_inputs") else "-"
             out.append(f"| {k} | {r['fps']:.2f} | {r['fps'] / naive:.2f} | {r['fps'] / full:.2f} | {r.get('hardhat_f1', '-')} | "
                        f"{c['frames_reused'] / max(c['frames'], 1):.0%} | {gated} |" if c else
-                       f"| {k} | {r['fps']:.2f} | 1.00 | {r['fps'] / full:.2f} | - | - | - |")
+                       f"| {k} | {r['fps']:.2f} | 1.00 | {r['fps'] / full:.2f} | {r.get('hardhat_f1', '-')} | - | - |")
     return "\n".join(out) + "\n"
 
 
@@ -259,7 +260,7 @@ def main():
         from benchmarks.safety_throughput import measure_naive as site_naive
 
         r = {"naive": lambda: measure_naive(a.clip, a.every), "pipe": lambda: measure_pipe(a.clip, a.budget, a.only != "reuse"),
-             "flow": lambda: measure_damage_flow(a.clip, a.budget), "site-naive": lambda: site_naive(a.clip, a.n),
+             "flow": lambda: measure_damage_flow(a.clip, a.budget), "site-naive": lambda: site_naive(a.clip, a.n, a.every),
              "site-flow": lambda: measure_site_flow(a.clip, a.budget, a.only)}[a.measure]()
         report_result(r)
         return
