@@ -180,7 +180,7 @@ def overhead(frames: int = 24) -> dict:
 def markdown(res: dict) -> str:
     lines = []
     for t in res["targets"]:
-        lines += [f"### {t['target']} ({t['n_clean_test']} clean test inputs)", "",
+        lines += [f"### {t['target']} ({t['n_clean_test']} clean test inputs{', run ' + t['run'] if 'run' in t else ''})", "",
                   "| attack | strength | attacked | success | median L-inf / L2 (grey levels) | unsupervised | unsup. (exits on) "
                   "| supervised, same attack | supervised, trained on FGSM | same attack, + codes | trained on FGSM, + codes |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -213,11 +213,15 @@ def main():
     a = ap.parse_args()
     torch.manual_seed(0)
     cond = {"component_condition": True, "damage_segmentation": False}
-    res = {"targets": [run_target(k, a.n if cond[k] else a.n_damage, a.attacks, a.strengths, a.n_slow if cond[k] else a.n_slow_damage)
-                       for k in a.targets if k != "none"]}
+    out = ROOT / "benchmarks" / "results"
+    # a run of some targets keeps the others' last results (each target's table is internally consistent)
+    last = json.loads((out / f"{a.tag}.json").read_text()) if (out / f"{a.tag}.json").exists() else {"targets": []}
+    now = time.strftime("%Y-%m-%d", time.gmtime())
+    ran = {k: {**run_target(k, a.n if cond[k] else a.n_damage, a.attacks, a.strengths, a.n_slow if cond[k] else a.n_slow_damage),
+               "run": now} for k in a.targets if k != "none"}
+    res = {**last, "targets": [ran.pop(t["target"], t) for t in last["targets"]] + list(ran.values())}
     if not a.no_overhead:
         res["overhead"] = overhead()
-    out = ROOT / "benchmarks" / "results"
     (out / f"{a.tag}.json").write_text(json.dumps(res, indent=1))
     (out / f"{a.tag}.md").write_text(markdown(res))
     print(markdown(res))
