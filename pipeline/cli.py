@@ -78,7 +78,7 @@ def predict(stage_configs: list[Path] = typer.Argument(..., metavar="STAGE_CONFI
     import cv2
     from tqdm import tqdm
 
-    from pipeline.predictions import MASKS, record
+    from pipeline.predictions import MASKS, check_outputs, record
     from pipeline.runner import Pipeline
     from pipeline.sinks import atomic_write
     from pipeline.sources import open_source
@@ -86,6 +86,7 @@ def predict(stage_configs: list[Path] = typer.Argument(..., metavar="STAGE_CONFI
     try:
         pipe = Pipeline.from_specs(list(stage_configs))
         outputs = [o for st in pipe.stages for o in st.outputs]
+        check_outputs(outputs)
         classes = {o: st.meta["classes"] for st in pipe.stages for o in st.outputs if o in MASKS}
         for st in pipe.stages:
             if getattr(st, "track", False):
@@ -111,7 +112,7 @@ def predict(stage_configs: list[Path] = typer.Argument(..., metavar="STAGE_CONFI
         if src.skipped:
             typer.echo(f"skipped {len(src.skipped)} unreadable images: " + "; ".join(src.skipped), err=True)
         typer.echo(f"{len(lines)} images predicted; {', '.join(outputs)} in {out / 'predictions.jsonl'}"
-                   + (" and one PNG mask per image" if masks else ""))
+                   + (f"; PNG masks per image: {', '.join(masks)}" if masks else ""))
     except InspectflowError as e:
         _fail(e)
 

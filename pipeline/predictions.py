@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.core import Component, FrameResult
+from pipeline.errors import ConfigError
 
 MASKS = ("damage_mask", "component_mask")
 
@@ -46,21 +47,26 @@ def mask_counts(mask: np.ndarray, classes) -> dict[str, int]:
     return {classes[i]: int(v) for i, v in enumerate(counts[: len(classes)]) if v}
 
 
+WRITERS = {
+    "detections": detections_json,
+    "decisions": lambda v: [x.to_json() for x in v],
+    "components": lambda v: [component_json(c) for c in v],
+    "screen": lambda v: v,
+}
+
+
+def check_outputs(outputs: list[str]) -> None:
+    """Before any image is read: every output of the chain must have a writer."""
+    missing = [o for o in outputs if o not in MASKS and o not in WRITERS]
+    if missing:
+        raise ConfigError(f"predict has no writer for the stage outputs {missing}",
+                          "add one to WRITERS in pipeline/predictions.py, or run the stage inside a flow")
+
+
 def record(r: FrameResult, outputs: list[str], classes: dict[str, list[str]]) -> dict:
     """The JSON line for one image: the chain's outputs, masks as their class pixel counts."""
     line: dict = {"image": r.frame.source}
     for name in outputs:
         v = getattr(r, name)
-        if name in MASKS:
-            line[name] = {"pixels": mask_counts(v, classes[name])}
-        elif name == "detections":
-            line[name] = detections_json(v)
-        elif name == "decisions":
-            line[name] = [x.to_json() for x in v]
-        elif name == "components":
-            line[name] = [component_json(c) for c in v]
-        elif name == "screen":
-            line[name] = v
-        else:
-            raise ValueError(f"no writer for stage output {name!r}")
+        line[name] = {"pixels": mask_counts(v, classes[name])} if name in MASKS else WRITERS[name](v)
     return line
