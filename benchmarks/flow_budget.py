@@ -146,8 +146,9 @@ def measure_damage_flow(clip: Path, budget: str) -> dict:
             "components": s["rollup"]["unique_components"]}
 
 
-def measure_site_flow(clip: Path, budget: str, only: str | None = None) -> dict:
-    """`only`: "gate" (reuse off) or "reuse" (detector gate off), to see what each part costs."""
+def measure_site_flow(clip: Path, budget: str, only: str | None = None, imgsz: int | None = None) -> dict:
+    """`only`: "gate" (reuse off) or "reuse" (detector gate off), to see what each part costs;
+    `imgsz`: the detector's input size instead of its YAML's (and the budget's)."""
     from benchmarks.safety_throughput import status_f1
     from flows.site_safety import site_safety
 
@@ -158,11 +159,12 @@ def measure_site_flow(clip: Path, budget: str, only: str | None = None) -> dict:
         cfg.pop("reuse", None)
         if only == "gate":
             cfg["reuse"] = {"enabled": False}
-        elif only == "reuse":
+        if only == "reuse" or imgsz:
             det_path = Path(cfg["stages"][0])
             det = yaml.safe_load(det_path.read_text())
-            det.pop("gate", None)
             det["model"] = str((det_path.parent / det["model"]).resolve())
+            det["gate"] = None if only == "reuse" or not det.get("gate") else str((det_path.parent / det["gate"]).resolve())
+            det["imgsz"] = imgsz or det["imgsz"]
             cfg["stages"][0] = det
         (Path(d) / "flow.yaml").write_text(yaml.safe_dump(cfg))
         s = site_safety(str(clip), str(Path(d) / "out"), str(Path(d) / "flow.yaml"), progress=False)
@@ -255,13 +257,14 @@ def main():
     ap.add_argument("--n", type=int, default=40)
     ap.add_argument("--ablate", action="store_true", help="also balanced without the damage gate; site: balanced with only its gate, and with only its reuse")
     ap.add_argument("--only", choices=["gate", "reuse"])
+    ap.add_argument("--imgsz", type=int, help="site-flow: the detector's input size instead of its YAML's")
     a = ap.parse_args()
     if a.measure:
         from benchmarks.safety_throughput import measure_naive as site_naive
 
         r = {"naive": lambda: measure_naive(a.clip, a.every), "pipe": lambda: measure_pipe(a.clip, a.budget, a.only != "reuse"),
              "flow": lambda: measure_damage_flow(a.clip, a.budget), "site-naive": lambda: site_naive(a.clip, a.n, a.every),
-             "site-flow": lambda: measure_site_flow(a.clip, a.budget, a.only)}[a.measure]()
+             "site-flow": lambda: measure_site_flow(a.clip, a.budget, a.only, a.imgsz)}[a.measure]()
         report_result(r)
         return
     out_json = RESULTS / "flow_budget.json"
