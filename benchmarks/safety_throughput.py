@@ -52,18 +52,16 @@ def f1_of(events, labels: Path) -> float:
 def measure_naive(clip: Path, n: int, every: int = 1) -> dict:
     """Every `every`-th frame (at most n), both models at 1280 px, untracked; the shipped hat rule on the
     pose model's boxes gives the status F1 of those frames, so quality is measured alongside."""
-    import yaml
-
     from pipeline.models.yolo import load_yolo
     from pipeline.safety.core import Detections
-    from pipeline.safety.rule import RuleConfig, decide
+    from pipeline.safety.rule import decide
     from pipeline.sources import SourceOptions, open_source
+    from stages import load_stage, parse_stage
 
     w = ROOT / "data" / "weights" / "safety.pt"
     pose, hats = load_yolo(w), load_yolo(w)
-    rule_yaml = yaml.safe_load((ROOT / "stages" / "configs" / "hardhat_rule.yaml").read_text())
-    rule = RuleConfig(**{k: v for k, v in rule_yaml.items() if k != "type"})
-    det_conf = yaml.safe_load((ROOT / "stages" / "configs" / "safety_detector.yaml").read_text())["conf"]
+    rule = load_stage(ROOT / "stages" / "configs" / "hardhat_rule.yaml").rule
+    det_conf = parse_stage(ROOT / "stages" / "configs" / "safety_detector.yaml")[1].conf
     t, events = time.perf_counter(), []
     for f in open_source(clip, SourceOptions(stride=every, max_frames=n or None)):
         r = pose.predict(f.image, imgsz=1280, conf=det_conf, verbose=False)[0]

@@ -57,8 +57,7 @@ def _event(r) -> dict:
         "frame": r.frame.index, "time_s": round(r.frame.time_s, 3), "reused": r.reused,
         "gps": None if tel is None else {"lat": tel.lat, "lon": tel.lon, "alt_m": tel.alt_m},
         "damage_px": dmg, "screen": r.screen,
-        "components": [{"class": c.class_name, "box": list(c.box), "area_px": c.area_px, "damage_px": c.damage_px,
-                        "state": c.state_name, "scores": c.state_scores} for c in r.components],
+        "components": [c.to_json() for c in r.components],
     }
 
 

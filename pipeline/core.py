@@ -53,6 +53,10 @@ class Component:
     def damage_ratio(self) -> float:
         return sum(self.damage_px.values()) / max(self.area_px, 1)
 
+    def to_json(self) -> dict:
+        return {"class": self.class_name, "box": list(self.box), "area_px": self.area_px, "damage_px": self.damage_px,
+                "state": self.state_name, "scores": self.state_scores}
+
 
 @dataclass
 class FrameResult:

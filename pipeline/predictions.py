@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.core import Component, FrameResult
+from pipeline.core import FrameResult
 from pipeline.errors import ConfigError
 
 MASKS = ("damage_mask", "component_mask")
@@ -35,13 +35,6 @@ def detections_json(d) -> list[dict]:
     return out
 
 
-def component_json(c: Component) -> dict:
-    (cx, cy), (w, h), angle = c.rect
-    return {"class": c.class_name, "box": [int(v) for v in c.box], "rect": {"center": _r((cx, cy)), "size": _r((w, h)),
-            "angle": round(float(angle), 1)}, "area_px": int(c.area_px), "damage_px": c.damage_px,
-            "state": c.state_name, "state_scores": _r(c.state_scores, 4)}
-
-
 def mask_counts(mask: np.ndarray, classes) -> dict[str, int]:
     counts = np.bincount(mask.ravel(), minlength=len(classes))
     return {classes[i]: int(v) for i, v in enumerate(counts[: len(classes)]) if v}
@@ -50,7 +43,7 @@ def mask_counts(mask: np.ndarray, classes) -> dict[str, int]:
 WRITERS = {
     "detections": detections_json,
     "decisions": lambda v: [x.to_json() for x in v],
-    "components": lambda v: [component_json(c) for c in v],
+    "components": lambda v: [c.to_json() for c in v],
     "screen": lambda v: v,
 }
 
