@@ -131,7 +131,7 @@ def at_operating_point(preds, gts, conf):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", type=Path, default=ROOT / "stages" / "configs" / "safety_detector.yaml")
-    ap.add_argument("--weights", type=Path, help="instead of the config's model")
+    ap.add_argument("--weights", type=Path, help="instead of the config's model (the gate, made for that model, goes off)")
     ap.add_argument("--imgsz", type=int, help="instead of the config's input size")
     ap.add_argument("--iou", type=float, help="instead of the config's NMS IoU")
     ap.add_argument("--no-gate", action="store_true", help="run every image to the end (the config's gate off)")
@@ -142,7 +142,7 @@ def main():
     _, cfg = parse_stage(a.config)
     # a low stage threshold so AP sees the whole score range; P/R are taken at --conf below
     update = {"conf": 0.05, "tracker": None, **({"model": a.weights.resolve()} if a.weights else {}),
-              **({"imgsz": a.imgsz} if a.imgsz else {}), **({"iou": a.iou} if a.iou else {}), **({"gate": None} if a.no_gate else {})}
+              **({"imgsz": a.imgsz} if a.imgsz else {}), **({"iou": a.iou} if a.iou else {}), **({"gate": None} if a.no_gate or a.weights else {})}
     stage = STAGES["safety_detector"](cfg.model_copy(update=update))
     g = stage.backend.gate
     print(f"{a.config.name}: {stage.cfg.model.name}, imgsz {stage.cfg.imgsz}, NMS IoU {stage.cfg.iou}, gate "
