@@ -53,7 +53,11 @@ def tiny_params(data: Path, out: Path) -> dict:
     p["polish_safety"] |= {"data": str(sites), "epochs": 1, "imgsz": 192, "batch": 8, "real": None,
                            "init": str(out / "safety_real2.pt"), "out": str(out / "safety_real3.pt")}
     p["settle_safety"] |= {"data": str(sites), "epochs": 1, "imgsz": 192, "batch": 8, "real": None,
-                           "init": str(out / "safety_real3.pt"), "out": str(out / "safety.pt")}
+                           "init": str(out / "safety_real3.pt"), "out": str(out / "safety_real4.pt")}
+    p["sharpen_safety"] |= {"data": str(sites), "epochs": 1, "imgsz": 192, "batch": 8, "real": None,
+                            "init": str(out / "safety_real4.pt"), "out": str(out / "safety_real5.pt")}
+    p["temper_safety"] |= {"data": str(sites), "epochs": 1, "imgsz": 192, "batch": 8, "real": None,
+                           "init": str(out / "safety_real5.pt"), "out": str(out / "safety.pt")}
     p["train_damage_gate"] |= {"data": str(data), "target": str(out / "damage.pt"), "synthetic": 8, "real": None, "epochs": 1,
                                "min_px": 1, "out": str(out / "damage_gate.pt"),
                                "clips": [{"seconds": 1, "seed": 101, "intact": 0.5, "every": 6},
