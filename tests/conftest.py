@@ -46,18 +46,14 @@ def tiny_params(data: Path, out: Path) -> dict:
     sites = data.parent / "sites"
     p["generate_sites"] |= {"out": str(sites), "size": 192, "train": 8, "val": 4, "test": 4}
     p["train_safety"] |= {"data": str(sites), "epochs": 1, "imgsz": 192, "batch": 8, "out": str(out / "safety_synth.pt")}
-    p["finetune_safety"] |= {"data": str(sites), "epochs": 1, "imgsz": 192, "batch": 8, "real": None,
-                             "init": str(out / "safety_synth.pt"), "out": str(out / "safety_real1.pt")}
-    p["refine_safety"] |= {"data": str(sites), "epochs": 1, "imgsz": 192, "batch": 8, "real": None,
-                           "init": str(out / "safety_real1.pt"), "out": str(out / "safety_real2.pt")}
-    p["polish_safety"] |= {"data": str(sites), "epochs": 1, "imgsz": 192, "batch": 8, "real": None,
-                           "init": str(out / "safety_real2.pt"), "out": str(out / "safety_real3.pt")}
-    p["settle_safety"] |= {"data": str(sites), "epochs": 1, "imgsz": 192, "batch": 8, "real": None,
-                           "init": str(out / "safety_real3.pt"), "out": str(out / "safety_real4.pt")}
-    p["sharpen_safety"] |= {"data": str(sites), "epochs": 1, "imgsz": 192, "batch": 8, "real": None,
-                            "init": str(out / "safety_real4.pt"), "out": str(out / "safety_real5.pt")}
-    p["temper_safety"] |= {"data": str(sites), "epochs": 1, "imgsz": 192, "batch": 8, "real": None,
-                           "init": str(out / "safety_real5.pt"), "out": str(out / "safety.pt")}
+    # the real-photo rounds form a chain, each starting from the last one's weights
+    rounds = {"finetune_safety": "safety_real1.pt", "refine_safety": "safety_real2.pt", "polish_safety": "safety_real3.pt",
+              "settle_safety": "safety_real4.pt", "sharpen_safety": "safety_real5.pt", "temper_safety": "safety.pt"}
+    init = "safety_synth.pt"
+    for name, weights in rounds.items():
+        p[name] |= {"data": str(sites), "epochs": 1, "imgsz": 192, "batch": 8, "real": None,
+                    "init": str(out / init), "out": str(out / weights)}
+        init = weights
     p["train_damage_gate"] |= {"data": str(data), "target": str(out / "damage.pt"), "synthetic": 8, "real": None, "epochs": 1,
                                "min_px": 1, "out": str(out / "damage_gate.pt"),
                                "clips": [{"seconds": 1, "seed": 101, "intact": 0.5, "every": 6},
