@@ -227,3 +227,21 @@ def test_predict_writes_boxes_head_points_and_decisions(tiny_safety, tmp_path):
     assert n_boxes > 0 and n_decisions > 0, "nothing found on synthetic sites: the checks above saw no boxes"
     r = run_cli("predict", rule, "--source", imgs, "--out", tmp_path / "p2")
     assert r.returncode == 2 and "needs ['detections']" in r.stderr and "fix:" in r.stderr
+
+
+@pytest.mark.skipif(not (ROOT.parent / "shared" / "data" / "real" / "footage" / "site_timelapse.mp4").exists(),
+                    reason="real footage not present")
+def test_shipped_site_flow_on_a_real_site_timelapse(tmp_path):
+    """The product as shipped (default flow config: trained detector, its gate, the screen, the rule)
+    on a real 1 fps 720p site time-lapse: every frame is processed, each computed one is screened,
+    and the outputs are written."""
+    src = ROOT.parent / "shared" / "data" / "real" / "footage" / "site_timelapse.mp4"
+    out = tmp_path / "run"
+    r = run_cli("run", "site-safety", "--source", src, "--out", out)
+    assert r.returncode == 0, r.stderr[-3000:]
+    events = [json.loads(x) for x in (out / "events.jsonl").read_text().splitlines()]
+    assert [e["frame"] for e in events] == list(range(8))
+    assert all(e["screen"] for e in events if not e["reused"]), events[0]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames_processed"] == 8 and (out / "annotated.mp4").stat().st_size > 0
+    assert "Site safety" in (out / "report.html").read_text()
