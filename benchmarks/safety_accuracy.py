@@ -1,6 +1,7 @@
 """Hard-hat accuracy of the shipped site-safety model and rule.
 
     python benchmarks/safety_accuracy.py [--config stages/configs/safety_detector.yaml] [--imgsz N] [--iou X] [--no-gate]
+                                         [--weights PATH] [--hat-conf X ...]
 
 Detection runs through the detector stage the config builds (its weights, input size and 'nothing here'
 gate), with tracking off: the images are unrelated.
@@ -137,6 +138,8 @@ def main():
     ap.add_argument("--no-gate", action="store_true", help="run every image to the end (the config's gate off)")
     ap.add_argument("--real", type=Path, default=ROOT.parent / "shared" / "data" / "real" / "hardhat_workers")
     ap.add_argument("--synth", type=Path, default=ROOT / "data" / "sites")
+    ap.add_argument("--hat-conf", type=float, nargs="*", default=[],
+                    help="also score the rule with these hat thresholds (the shipped one is hardhat_rule.yaml's)")
     ap.add_argument("--conf", type=float, default=0.25, help="detection threshold for precision/recall (the detector's conf)")
     a = ap.parse_args()
     _, cfg = parse_stage(a.config)
@@ -163,6 +166,10 @@ def main():
             preds, _ = predictions(dets, shipped.model_copy(update={"head_source": src}))
             results[f"real/{src}"] = m = at_operating_point(preds, gts, a.conf)
             print(f"  head source {src:8s} {fmt(m)}")
+        for hc in a.hat_conf:
+            preds, _ = predictions(dets, shipped.model_copy(update={"hat_conf": hc}))
+            results[f"real/hat_conf={hc}"] = m = at_operating_point(preds, gts, a.conf)
+            print(f"  hat_conf {hc:<5} {shipped.head_source:>5} {fmt(m)}")
     else:
         print(f"real data not found at {a.real}: skipped")
     if (a.synth / "meta" / "test.jsonl").exists():
@@ -174,6 +181,13 @@ def main():
             results[f"synthetic/{name}"] = m = at_operating_point(preds, gts, a.conf)
             m["situations"] = situations(metas, decisions)
             print(f"  {name:9s} {fmt(m)}")
+            print("            situations: " + ", ".join(f"{s} {v['accuracy']:.3f} (n={v['hats']})"
+                                                        for s, v in m["situations"].items()))
+        for hc in a.hat_conf:
+            preds, decisions = predictions(dets, shipped.model_copy(update={"hat_conf": hc}))
+            results[f"synthetic/hat_conf={hc}"] = m = at_operating_point(preds, gts, a.conf)
+            m["situations"] = situations(metas, decisions)
+            print(f"  hat_conf {hc:<5} {fmt(m)}")
             print("            situations: " + ", ".join(f"{s} {v['accuracy']:.3f} (n={v['hats']})"
                                                         for s, v in m["situations"].items()))
         o, b = results["synthetic/ours"]["situations"], results["synthetic/base rule"]["situations"]
