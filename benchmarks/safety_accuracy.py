@@ -28,12 +28,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pipeline.safety.core import Detections  # noqa: E402
-from pipeline.safety.metrics import evaluate  # noqa: E402
+from pipeline.safety.metrics import STATUS_CLS, decision_score, evaluate  # noqa: E402
 from pipeline.safety.rule import RuleConfig, decide  # noqa: E402
 from stages import STAGES, parse_stage  # noqa: E402
 
 CACHE = ROOT / "benchmarks" / ".cache"
-STATUS_CLS = {"worn": "wearer", "no_hat": "non_wearer", "unknown": "unknown"}
 
 
 def detect_all(stage, images: list[Path]) -> dict[str, Detections]:
@@ -54,9 +53,7 @@ def predictions(dets: dict[str, Detections], rule: RuleConfig) -> tuple[list[dic
     for name, d in dets.items():
         decisions[name] = decide(d, rule)
         for x in decisions[name]:
-            # rank a wearer by head and hat scores, a non-wearer by head score and how faint any hat on it was
-            score = x.head.score * (x.hat_score if x.status == "worn" else 1 - x.why.get("faint_hat_conf", 0.0))
-            preds.append({"image": name, "point": x.head.point, "score": score, "det": x.head.score,
+            preds.append({"image": name, "point": x.head.point, "score": decision_score(x.to_json()), "det": x.head.score,
                           "cls": STATUS_CLS[x.status]})
     return preds, decisions
 

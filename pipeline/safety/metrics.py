@@ -8,9 +8,32 @@ score order.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 
 CLASSES = ("wearer", "non_wearer")
+STATUS_CLS = {"worn": "wearer", "no_hat": "non_wearer", "unknown": "unknown"}
+
+
+def decision_score(d: dict) -> float:
+    """How sure a decision (`Decision.to_json()`) is: a wearer by its head and hat scores, a non-wearer by
+    its head score and how faint any hat on that head was."""
+    hat = d["hat_score"] if d["status"] == "worn" else 1 - d["why"].get("faint_hat_conf", 0.0)
+    return d["score"] * hat
+
+
+def from_predictions(path: Path) -> list[dict]:
+    """The hard-hat decisions `inspectflow predict` wrote to predictions.jsonl, as `evaluate` takes them
+    (images keyed by file name)."""
+    preds = []
+    for line in Path(path).read_text().splitlines():
+        x = json.loads(line)
+        name = x["image"].replace("\\", "/").rsplit("/", 1)[-1]
+        preds += [{"image": name, "point": d["head"], "score": decision_score(d), "det": d["score"],
+                   "cls": STATUS_CLS[d["status"]]} for d in x.get("decisions", [])]
+    return preds
 
 
 def _inside(pt, boxes: np.ndarray) -> np.ndarray:
