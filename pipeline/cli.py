@@ -70,7 +70,7 @@ def run(flow_name: str = typer.Argument(..., metavar="FLOW", help=f"one of: {', 
 @app.command()
 def predict(stage_configs: list[Path] = typer.Argument(..., metavar="STAGE_CONFIG...",
                                                        help="stage YAMLs in order, e.g. stages/configs/damage_closeup.yaml, "
-                                                       "or stages/configs/safety_photos.yaml stages/configs/hardhat_rule.yaml"),
+                                                       "or stages/configs/safety_photos.yaml stages/configs/hardhat_rule_photos.yaml"),
             source: str = typer.Option(..., help="image folder or glob"),
             out: Path = typer.Option(..., help="output folder")):
     """Run stages on unrelated images. Masks: OUT/<image stem>.png, pixel value = class id; boxes, head points,
