@@ -154,39 +154,31 @@ def main():
     rule_yaml = {k: v for k, v in yaml.safe_load((ROOT / "stages/configs/hardhat_rule.yaml").read_text()).items()
                  if k != "type"}
     shipped = RuleConfig(**{**rule_yaml, "person_conf": 0.05, "head_conf": 0.05})
+    hat_rules = [(f"hat_conf={hc}", shipped.model_copy(update={"hat_conf": hc})) for hc in a.hat_conf]
     if a.real.exists():
         images, gts = real_gt(a.real)
         print(f"real hardhat_workers/val: {len(images)} images, {sum(g['cls'] == 'wearer' for g in gts)} wearer and "
               f"{sum(g['cls'] == 'non_wearer' for g in gts)} non-wearer heads")
         dets = detect_all(stage, images)
-        for src in ("pose", "head_box", "both"):
-            preds, _ = predictions(dets, shipped.model_copy(update={"head_source": src}))
-            results[f"real/{src}"] = m = at_operating_point(preds, gts, a.conf)
-            print(f"  head source {src:8s} {fmt(m)}")
-        for hc in a.hat_conf:
-            preds, _ = predictions(dets, shipped.model_copy(update={"hat_conf": hc}))
-            results[f"real/hat_conf={hc}"] = m = at_operating_point(preds, gts, a.conf)
-            print(f"  hat_conf {hc:<5} {shipped.head_source:>5} {fmt(m)}")
+        sources = [(src, shipped.model_copy(update={"head_source": src})) for src in ("pose", "head_box", "both")]
+        for name, rule in sources + hat_rules:
+            preds, _ = predictions(dets, rule)
+            results[f"real/{name}"] = m = at_operating_point(preds, gts, a.conf)
+            print(f"  {name:12s} {fmt(m)}")
     else:
         print(f"real data not found at {a.real}: skipped")
     if (a.synth / "meta" / "test.jsonl").exists():
         images, gts, metas = synth_gt(a.synth)
         print(f"synthetic test: {len(images)} images, {len(gts)} heads")
         dets = detect_all(stage, images)
-        for name, rule in (("ours", shipped), ("base rule", shipped.model_copy(update={"extra_checks": False}))):
+        rules = [("ours", shipped), ("base rule", shipped.model_copy(update={"extra_checks": False}))] + hat_rules
+        for name, rule in rules:
             preds, decisions = predictions(dets, rule)
             results[f"synthetic/{name}"] = m = at_operating_point(preds, gts, a.conf)
             m["situations"] = situations(metas, decisions)
-            print(f"  {name:9s} {fmt(m)}")
-            print("            situations: " + ", ".join(f"{s} {v['accuracy']:.3f} (n={v['hats']})"
-                                                        for s, v in m["situations"].items()))
-        for hc in a.hat_conf:
-            preds, decisions = predictions(dets, shipped.model_copy(update={"hat_conf": hc}))
-            results[f"synthetic/hat_conf={hc}"] = m = at_operating_point(preds, gts, a.conf)
-            m["situations"] = situations(metas, decisions)
-            print(f"  hat_conf {hc:<5} {fmt(m)}")
-            print("            situations: " + ", ".join(f"{s} {v['accuracy']:.3f} (n={v['hats']})"
-                                                        for s, v in m["situations"].items()))
+            print(f"  {name:12s} {fmt(m)}")
+            print("               situations: " + ", ".join(f"{s} {v['accuracy']:.3f} (n={v['hats']})"
+                                                           for s, v in m["situations"].items()))
         o, b = results["synthetic/ours"]["situations"], results["synthetic/base rule"]["situations"]
         print("  ours / base rule, per situation: " + ", ".join(
             f"{s} {o[s]['accuracy'] / max(b[s]['accuracy'], 1e-9):.2f}x" for s in o))
