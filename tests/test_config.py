@@ -5,6 +5,7 @@ from pipeline.errors import ConfigError, WeightsError
 from pipeline.models import checkpoint
 from pipeline.runner import FlowConfig, Pipeline, load_flow_config
 from stages import load_stage, parse_stage
+from tests.conftest import ROOT
 
 SPEC = {"class_path": "adaptive.backbone.Classifier", "init_args": {"num_classes": 4, "widths": [8, 16]}}
 
@@ -93,6 +94,18 @@ def test_shipped_configs_validate():
     for s in cfg.stages:
         cls, stage_cfg = parse_stage(s, base)
         assert stage_cfg.model.name.endswith(".pt")
+
+
+
+def test_every_shipped_stage_config_validates_and_the_photo_rule_tracks_the_flows():
+    configs = sorted((ROOT / "stages" / "configs").glob("*.yaml"))
+    parsed = {p.name: parse_stage(p)[1] for p in configs}
+    assert {"hardhat_rule.yaml", "hardhat_rule_photos.yaml", "safety_photos.yaml"} <= set(parsed)
+    # the photo rule is the flow's with fainter heads kept: any other change belongs in both files
+    flow, photos = parsed["hardhat_rule.yaml"], parsed["hardhat_rule_photos.yaml"]
+    loose = {"head_conf", "person_conf"}
+    assert flow.model_dump(exclude=loose) == photos.model_dump(exclude=loose)
+    assert all(getattr(photos, k) < getattr(flow, k) for k in loose)
 
 
 def _ee_weights(tmp_path):
