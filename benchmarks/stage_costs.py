@@ -8,6 +8,7 @@ each against its plain version in the same run.
 - component extraction: block labelling (a mask enlarged from the segmenter's 1/4 scale is labelled at its
   small size) against labelling it at full size, on the chain's own component masks;
 - condition classifier: BatchNorm folded and NHWC against the checkpoint as trained, on the chain's crops;
+- the condition screen's autoencoders: NHWC (as loaded) against NCHW (as trained), on those crops' activations;
 - damage segmenter: `runtime: onnxruntime` against `runtime: torch` (both folded, NHWC), same frames, same masks.
 Writes benchmarks/results/stage_costs.{json,md}.
 """
@@ -92,6 +93,24 @@ def main() -> None:
         t_plain = best_of(lambda: as_trained(x))
         t_fold = best_of(lambda: cond.model(x.contiguous(memory_format=torch.channels_last)))
 
+    # the condition screen's AEs, on the activations the classifier gives these crops
+    scr = next(st for st in pipe.stages if st.type_name == "screen" and st.cfg.target == "component_condition")
+    acts, mods = {}, dict(cond.model.named_modules())
+    hooks = [mods[n].register_forward_hook(lambda m, i, o, n=n: acts.__setitem__(n, o)) for n in scr.screen.layers]
+    with torch.inference_mode():
+        cond.model(x.contiguous(memory_format=torch.channels_last))
+        for h in hooks:
+            h.remove()
+        aes = scr.screen.aes
+        xs = [ae.prepare(acts[n]) for n, ae in zip(scr.screen.layers, aes)]
+        t_ae_nhwc = best_of(lambda: [ae.features_of(v) for ae, v in zip(aes, xs)], reps=5)
+        for ae in aes:
+            ae.to(memory_format=torch.contiguous_format)
+        xs_plain = [v.contiguous() for v in xs]
+        t_ae_plain = best_of(lambda: [ae.features_of(v) for ae, v in zip(aes, xs_plain)], reps=5)
+        for ae in aes:
+            ae.to(memory_format=torch.channels_last)
+
     dmg = next(st for st in pipe.stages if st.type_name == "damage_segmentation")
     spec = {**dmg.cfg.model_dump(exclude_none=True), "model": str(dmg.cfg.model)}
     by_runtime = {rt: load_stage({**spec, "runtime": rt}) for rt in ("torch", "onnxruntime")}
@@ -106,6 +125,8 @@ def main() -> None:
                                                "speed_ratio": round(plain / fast, 2)},
            "condition_model_ms": {"crops": len(crops), "as_trained": round(1000 * t_plain, 1),
                                   "folded_nhwc": round(1000 * t_fold, 1), "speed_ratio": round(t_plain / t_fold, 2)},
+           "condition_screen_ms": {"crops": len(crops), "nchw": round(1000 * t_ae_plain, 1), "nhwc": round(1000 * t_ae_nhwc, 1),
+                                   "speed_ratio": round(t_ae_plain / t_ae_nhwc, 2)},
            "damage_runtime_ms_per_frame": {"torch": round(1000 * t_rt["torch"] / len(images), 1),
                                            "onnxruntime": round(1000 * t_rt["onnxruntime"] / len(images), 1),
                                            "speed_ratio": round(t_rt["torch"] / t_rt["onnxruntime"], 2),
@@ -115,9 +136,11 @@ def main() -> None:
           "| stage | ms / frame | share |", "|---|---|---|"]
     md += [f"| {k} | {v} | {v / tot:.0%} |" for k, v in per_stage.items()]
     e, c, r = res["extract_components_ms_per_frame"], res["condition_model_ms"], res["damage_runtime_ms_per_frame"]
+    sa = res["condition_screen_ms"]
     md += ["", "| shortcut | plain | with it | speed ratio |", "|---|---|---|---|",
            f"| component extraction, ms / frame (inside the condition stage) | {e['full_size']} | {e['block_labelling']} | {e['speed_ratio']}x |",
            f"| condition model on {c['crops']} crops, ms (BatchNorm folded, NHWC) | {c['as_trained']} | {c['folded_nhwc']} | {c['speed_ratio']}x |",
+           f"| condition screen's autoencoders on {sa['crops']} crops, ms (NHWC) | {sa['nchw']} | {sa['nhwc']} | {sa['speed_ratio']}x |",
            f"| damage segmenter, ms / frame (`runtime: onnxruntime` vs `torch`; {r['same_pixels']:.2%} of mask pixels equal) | "
            f"{r['torch']} | {r['onnxruntime']} | {r['speed_ratio']}x |"]
     text = "\n".join(md) + "\n"

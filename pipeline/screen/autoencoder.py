@@ -46,6 +46,8 @@ class LayerAE(nn.Module):
     @torch.no_grad()
     def features_of(self, x: torch.Tensor, codes: bool = False) -> torch.Tensor:
         """`features` of activations already pooled and standardised by `prepare`."""
+        if self.encoder[0].weight.is_contiguous(memory_format=torch.channels_last):
+            x = x.contiguous(memory_format=torch.channels_last)  # an AE loaded for inference (ScreenModel.load)
         rec, z = self(x)
         err = (rec - x).pow(2).flatten(1).mean(1)
         feats = [err.clamp_min(1e-12).log()[:, None], z.norm(dim=1, keepdim=True)]
