@@ -106,6 +106,17 @@ def test_flattened_forest_scores_equal_sklearns(max_features):
     np.testing.assert_allclose(det.for_inference(pipe)(Y), -pipe.score_samples(Y), rtol=1e-12)
 
 
+def test_numpy_mixture_scores_equal_sklearns():
+    from pipeline.screen import detector as det
+
+    rng = np.random.default_rng(3)
+    pipe = det.fit_unsupervised(rng.normal(size=(400, 6)) * [1, 2, 3, 4, 5, 6] + 10)
+    scorer = det.for_inference(pipe)
+    assert isinstance(scorer, det.MixtureScorer)
+    Y = np.r_[rng.normal(size=(50, 6)) + 10, rng.normal(20, 5, size=(50, 6))]
+    np.testing.assert_allclose(det.score(scorer, Y), -pipe.score_samples(Y), rtol=1e-10)
+
+
 def test_gaussian_mixture_shrinks_to_small_fits_and_refuses_one_sample():
     from pipeline.screen import detector as det
 
