@@ -110,6 +110,13 @@ def main() -> None:
         t_ae_plain = best_of(lambda: [ae.features_of(v) for ae, v in zip(aes, xs_plain)], reps=5)
         for ae in aes:
             ae.to(memory_format=torch.channels_last)
+        # its deepest detector on those features, in chunks the size a flow batch gives it
+        from pipeline.screen import detector as sdet
+        feats = torch.cat([ae.features_of(v) for ae, v in zip(aes, xs)], 1).numpy()
+        gmm = scr.screen.detectors[len(aes)]
+        chunks = np.array_split(feats, max(1, len(feats) // 16))
+        t_det_sk = best_of(lambda: [sdet.score(gmm, c) for c in chunks], reps=5)
+        t_det_np = best_of(lambda: [sdet.score(scr.screen._scorers[len(aes)], c) for c in chunks], reps=5)
 
     dmg = next(st for st in pipe.stages if st.type_name == "damage_segmentation")
     spec = {**dmg.cfg.model_dump(exclude_none=True), "model": str(dmg.cfg.model)}
@@ -127,6 +134,8 @@ def main() -> None:
                                   "folded_nhwc": round(1000 * t_fold, 1), "speed_ratio": round(t_plain / t_fold, 2)},
            "condition_screen_ms": {"crops": len(crops), "nchw": round(1000 * t_ae_plain, 1), "nhwc": round(1000 * t_ae_nhwc, 1),
                                    "speed_ratio": round(t_ae_plain / t_ae_nhwc, 2)},
+           "condition_screen_detector_ms": {"crops": len(crops), "calls": len(chunks), "scikit_learn": round(1000 * t_det_sk, 2),
+                                            "numpy": round(1000 * t_det_np, 2), "speed_ratio": round(t_det_sk / t_det_np, 2)},
            "damage_runtime_ms_per_frame": {"torch": round(1000 * t_rt["torch"] / len(images), 1),
                                            "onnxruntime": round(1000 * t_rt["onnxruntime"] / len(images), 1),
                                            "speed_ratio": round(t_rt["torch"] / t_rt["onnxruntime"], 2),
@@ -136,11 +145,13 @@ def main() -> None:
           "| stage | ms / frame | share |", "|---|---|---|"]
     md += [f"| {k} | {v} | {v / tot:.0%} |" for k, v in per_stage.items()]
     e, c, r = res["extract_components_ms_per_frame"], res["condition_model_ms"], res["damage_runtime_ms_per_frame"]
-    sa = res["condition_screen_ms"]
+    sa, sd = res["condition_screen_ms"], res["condition_screen_detector_ms"]
     md += ["", "| shortcut | plain | with it | speed ratio |", "|---|---|---|---|",
            f"| component extraction, ms / frame (inside the condition stage) | {e['full_size']} | {e['block_labelling']} | {e['speed_ratio']}x |",
            f"| condition model on {c['crops']} crops, ms (BatchNorm folded, NHWC) | {c['as_trained']} | {c['folded_nhwc']} | {c['speed_ratio']}x |",
            f"| condition screen's autoencoders on {sa['crops']} crops, ms (NHWC) | {sa['nchw']} | {sa['nhwc']} | {sa['speed_ratio']}x |",
+           f"| condition screen's mixture detector on {sd['crops']} crops in {sd['calls']} calls, ms (numpy) | "
+           f"{sd['scikit_learn']} | {sd['numpy']} | {sd['speed_ratio']}x |",
            f"| damage segmenter, ms / frame (`runtime: onnxruntime` vs `torch`; {r['same_pixels']:.2%} of mask pixels equal) | "
            f"{r['torch']} | {r['onnxruntime']} | {r['speed_ratio']}x |"]
     text = "\n".join(md) + "\n"
