@@ -368,3 +368,11 @@ def test_attack_harness_gets_a_torch_model_with_gradients():
     x = torch.rand(1, 3, 64, 64, requires_grad=True)
     t.classifier()(x)[:, 1].sum().backward()  # the damage logit (the two logits sum to 0)
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_train_screen_checks_each_targets_detector_before_training():
+    from pipeline.train import screen as train_screen
+
+    p = {"detector": "gmm", "seed": 0, "targets": {"damage_segmentation": {"detector": "svm", "train": 1, "out": "unused.pt"}}}
+    with pytest.raises(SystemExit, match=r"train_screen\.targets\.damage_segmentation\.detector: 'svm'"):
+        train_screen.main(p)

@@ -28,10 +28,11 @@ def train_target(kind: str, t: dict, p: dict) -> None:
         val = collect(target.model, layers, target.run, target.tensors(target.images("val", t.get("val"), p["seed"])), grid, f"{kind} val")
         if t.get("flow_clip"):
             val += flow_calls(target, layers, grid, t["flow_clip"])
+    detector = t.get("detector", p.get("detector", "gmm"))
     screen = fit(layers, train, val, fingerprint(target.stage), p["variant"], p["latent"], p["hidden"],
                  p["epochs"], p["lam"], p.get("codes", False), p["seed"],
-                 meta={"variant": p["variant"], "train": t["train"], "grid": grid, "detector": p.get("detector", "gmm")},
-                 detector=p.get("detector", "gmm"))
+                 meta={"variant": p["variant"], "train": t["train"], "grid": grid, "detector": detector},
+                 detector=detector)
     screen.save(t["out"])
     print(f"{kind}: layers {layers} -> {t['out']}")
 
@@ -55,8 +56,11 @@ def flow_calls(target: Target, layers: list[str], grid: int, clip: dict) -> list
 
 
 def main(p: dict, section: str = "train_screen") -> None:
-    if p.get("detector", "gmm") not in det.UNSUPERVISED:
-        raise SystemExit(f"params {section}.detector: {p['detector']!r} is not one of {', '.join(det.UNSUPERVISED)}")
+    # a target may pick its own detector; every choice is checked before any training starts
+    for where, d in [(f"{section}.detector", p.get("detector", "gmm"))] + [
+            (f"{section}.targets.{k}.detector", t["detector"]) for k, t in p["targets"].items() if "detector" in t]:
+        if d not in det.UNSUPERVISED:
+            raise SystemExit(f"params {where}: {d!r} is not one of {', '.join(det.UNSUPERVISED)}")
     setup(p.get("seed", 0))
     for kind, t in p["targets"].items():
         train_target(kind, t, p)
