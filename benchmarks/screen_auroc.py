@@ -98,7 +98,7 @@ def run_target(kind: str, n: int, attacks: list[str], strengths: list[str], n_sl
             xv, xt = (x_val[:n_slow], x_test[:n_slow]) if name in A.SLOW else (x_val, x_test)
             xa_v, xa_t = b.attack(name, strength, xv, "val"), b.attack(name, strength, xt, "test")
             ok_v, ok_t = A.success(b.est, xv, xa_v), A.success(b.est, xt, xa_t)
-            d = (xa_t - xt)[ok_t].reshape(int(ok_t.sum()), -1) / A.GREY
+            d = (xa_t - xt)[ok_t].reshape(int(ok_t.sum()), int(np.prod(xt.shape[1:]))) / A.GREY  # explicit width: no success is 0 rows
             adv_val[(name, strength)], adv_test[(name, strength)] = b.feats(xa_v[ok_v]), b.feats(xa_t[ok_t])
             row = {"attack": name, "strength": strength, "success_rate": round(float(ok_t.mean()), 3),
                    "n_adv_test": int(ok_t.sum()), "seconds": round(time.perf_counter() - t0, 1),
