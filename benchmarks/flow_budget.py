@@ -94,29 +94,34 @@ def measure_naive(clip: Path, every: int) -> dict:
     return {"frames": n, "seconds": busy, **sc.result()}
 
 
-def _damage_cfg(budget: str, dest: Path, gate: bool = True) -> Path:
-    """`gate=False`: the damage segmenter without its "nothing here" exit, to see what the exit buys."""
+def _damage_cfg(budget: str, dest: Path, gate: bool = True, component_scale: float | None = None) -> Path:
+    """`gate=False`: the damage segmenter without its "nothing here" exit, to see what the exit buys;
+    `component_scale`: the component segmenter's input scale instead of its YAML's (and the budget's)."""
     cfg = yaml.safe_load(SHIPPED_FLOW.read_text())
     cfg["stages"] = [str((SHIPPED_FLOW.parent / s).resolve()) for s in cfg["stages"]]
     cfg["budget"] = budget
     cfg.pop("reuse", None)
-    for i, path in enumerate(cfg["stages"] if not gate else []):
+    for i, path in enumerate(cfg["stages"]):
         st = yaml.safe_load(Path(path).read_text())
-        if st.get("type") == "damage_segmentation":
+        if st.get("type") == "damage_segmentation" and not gate:
             st.pop("gate", None)
-            st["model"] = str((Path(path).parent / st["model"]).resolve())
-            cfg["stages"][i] = st
+        elif st.get("type") == "component_segmentation" and component_scale:
+            st["input_scale"] = component_scale
+        else:
+            continue
+        st["model"] = str((Path(path).parent / st["model"]).resolve())
+        cfg["stages"][i] = st
     dest.write_text(yaml.safe_dump(cfg))
     return dest
 
 
-def measure_pipe(clip: Path, budget: str, gate: bool = True) -> dict:
+def measure_pipe(clip: Path, budget: str, gate: bool = True, component_scale: float | None = None) -> dict:
     from pipeline.budget import compute_summary
     from pipeline.runner import Pipeline, load_flow_config
     from pipeline.sources import SourceOptions, open_source
 
     with tempfile.TemporaryDirectory() as d:
-        cfg, base = load_flow_config(_damage_cfg(budget, Path(d) / "flow.yaml", gate))
+        cfg, base = load_flow_config(_damage_cfg(budget, Path(d) / "flow.yaml", gate, component_scale))
     pipe = Pipeline.from_config(cfg, base)
     sc, busy, n, counted = Scores(clip), 0.0, 0, []
     frames = list(open_source(clip, SourceOptions()))
@@ -258,11 +263,12 @@ def main():
     ap.add_argument("--ablate", action="store_true", help="also balanced without the damage gate; site: balanced with only its gate, and with only its reuse")
     ap.add_argument("--only", choices=["gate", "reuse"])
     ap.add_argument("--imgsz", type=int, help="site-flow: the detector's input size instead of its YAML's")
+    ap.add_argument("--component-scale", type=float, help="pipe: the component segmenter's input scale instead of its YAML's")
     a = ap.parse_args()
     if a.measure:
         from benchmarks.safety_throughput import measure_naive as site_naive
 
-        r = {"naive": lambda: measure_naive(a.clip, a.every), "pipe": lambda: measure_pipe(a.clip, a.budget, a.only != "reuse"),
+        r = {"naive": lambda: measure_naive(a.clip, a.every), "pipe": lambda: measure_pipe(a.clip, a.budget, a.only != "reuse", a.component_scale),
              "flow": lambda: measure_damage_flow(a.clip, a.budget), "site-naive": lambda: site_naive(a.clip, a.n, a.every),
              "site-flow": lambda: measure_site_flow(a.clip, a.budget, a.only, a.imgsz)}[a.measure]()
         report_result(r)
