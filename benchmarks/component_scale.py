@@ -36,11 +36,12 @@ def main():
         for s in a.scales:
             rows[b, s] = run_measure(str(ROOT / "benchmarks" / "flow_budget.py"), f"budget {b}, component scale {s:g}",
                                      ["--clip", str(clip), "--measure", "pipe", "--budget", b, "--component-scale", str(s)])
-    lines = [f"| budget | component input scale | frames/s | x scale {a.scales[0]:g} | component mIoU | condition F1 | damage IoU |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [f"| budget | component input scale | frames/s | x scale {a.scales[0]:g} | component mIoU | condition F1 | damage IoU | frames flagged by the condition screen |",
+             "|---|---|---|---|---|---|---|---|"]
     for (b, s), r in rows.items():
         lines.append(f"| {b} | {s:g} | {r['fps']:.2f} | {r['fps'] / rows[b, a.scales[0]]['fps']:.2f} | {r['component_miou']:.3f} | "
-                     f"{r['condition_f1']:.3f} | {r['damage_iou']:.3f} |")
+                     f"{r['condition_f1']:.3f} | {r['damage_iou']:.3f} | "
+                     f"{r.get('screen_flagged', {}).get('component_condition', 0)} of {r['frames']} |")
     md = "\n".join(lines) + "\n"
     print("\n" + md)
     (ROOT / "benchmarks" / "results" / "component_scale.md").write_text(

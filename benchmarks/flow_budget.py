@@ -123,7 +123,7 @@ def measure_pipe(clip: Path, budget: str, gate: bool = True, component_scale: fl
     with tempfile.TemporaryDirectory() as d:
         cfg, base = load_flow_config(_damage_cfg(budget, Path(d) / "flow.yaml", gate, component_scale))
     pipe = Pipeline.from_config(cfg, base)
-    sc, busy, n, counted = Scores(clip), 0.0, 0, []
+    sc, busy, n, counted, flagged = Scores(clip), 0.0, 0, [], {}
     frames = list(open_source(clip, SourceOptions()))
     for c0 in range(0, len(frames), cfg.chunk_frames):
         pipe.reset()  # as the flow does at each chunk
@@ -135,11 +135,14 @@ def measure_pipe(clip: Path, budget: str, gate: bool = True, component_scale: fl
             busy += time.perf_counter() - t
             for r in out:
                 sc.add(r)
+                for target, v in r.screen.items():
+                    flagged[target] = flagged.get(target, 0) + int(v["flagged"])
             n += len(out)
         counted.append({k: v - before.get(k, 0) for k, v in pipe.counters().items()})
     from pipeline.budget import add_counters
 
-    return {"frames": n, "seconds": busy, **sc.result(), "compute": compute_summary(budget, n, add_counters(counted))}
+    return {"frames": n, "seconds": busy, **sc.result(), "compute": compute_summary(budget, n, add_counters(counted)),
+            "screen_flagged": flagged}
 
 
 def measure_damage_flow(clip: Path, budget: str) -> dict:
