@@ -27,9 +27,11 @@ PRESETS: dict[str, dict[str, dict]] = {
         "balanced": {"reuse": {"enabled": True, "mode": "motion", "max_run": 2, "max_diff": 5.0, "max_shift": 0.06},
                      "stages": {"component_condition": {"carry_iou": 0.8}}},
         # crops exit at 0.75: on the validation crops 38% of the classifier's FLOPs and 0.876 accuracy, against
-        # 49% and 0.887 at the calibrated 0.85
+        # 49% and 0.887 at the calibrated 0.85; components are segmented at 0.375 of the frame instead of the
+        # trained 0.5 (benchmarks/component_scale.py)
         "fast": {"reuse": {"enabled": True, "mode": "motion", "max_run": 5, "max_diff": 6.0, "max_shift": 0.08},
-                 "stages": {"component_condition": {"exit_threshold": 0.75, "carry_iou": 0.8, "carry_max": 2}}},
+                 "stages": {"component_condition": {"exit_threshold": 0.75, "carry_iou": 0.8, "carry_max": 2},
+                            "component_segmentation": {"input_scale": 0.375}}},
     },
     "site-safety": {
         "full": {"reuse": {"enabled": False}, "stages": {"safety_detector": {"gate_threshold": 0.0}}},

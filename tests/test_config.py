@@ -153,6 +153,22 @@ def test_budget_sets_reuse_and_stage_settings_unless_the_config_does(tmp_path, c
         _flow(tmp_path, f"stages: [{seg}]\nbudget: turbo\n")
 
 
+def test_shipped_component_scale_follows_the_budget_unless_set():
+    """The shipped component config leaves input_scale to the budget: the trained 0.5 at full and
+    balanced, 0.375 at fast; a scale written in a flow's stage still wins."""
+    flow = ROOT / "flows" / "configs" / "damage-survey.yaml"
+
+    def scale(budget, stage=None):
+        cfg, base = load_flow_config(flow)
+        cfg = cfg.model_copy(update={"budget": budget, **({"stages": [stage]} if stage else {})})
+        comp = next(s for s in Pipeline.from_config(cfg, base).stages if s.type_name == "component_segmentation")
+        return comp._scale()
+
+    assert (scale("full"), scale("balanced"), scale("fast")) == (0.5, 0.5, 0.375)
+    own = {"type": "component_segmentation", "model": str(ROOT / "data" / "weights" / "components.pt"), "input_scale": 0.25}
+    assert scale("fast", own) == 0.25
+
+
 def test_site_safety_refuses_motion_reuse(tmp_path):
     from flows.site_safety import load_config
 
