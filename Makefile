@@ -30,7 +30,7 @@ demo: setup
 test: setup
 	$(PY) -m pytest
 
-# Rebuild data, weights and metrics from scratch (~60-90 min on 2 CPU cores).
+# Rebuild data, weights and metrics from scratch: about 5 h on 2 CPU cores (README, "What make repro costs").
 repro: setup
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/dvc repro
 
