@@ -38,14 +38,20 @@ def fit_unsupervised(X_clean: np.ndarray, seed: int = 0, kind: str = "gmm", comp
     return make_pipeline(StandardScaler(), model).fit(X_clean)
 
 
-def fit_supervised(X_clean: np.ndarray, X_attack: np.ndarray, seed: int = 0):
-    """RBF SVM with C and gamma chosen by cross-validated ROC-AUC, as in the paper."""
+def fit_supervised_cv(X_clean: np.ndarray, X_attack: np.ndarray, seed: int = 0):
+    """RBF SVM with C and gamma chosen by cross-validated ROC-AUC, as in the paper; also that
+    ROC-AUC, so a caller can choose between feature sets the same way."""
     X = np.concatenate([X_clean, X_attack])
     y = np.r_[np.zeros(len(X_clean)), np.ones(len(X_attack))]
     grid = {"svc__C": [0.1, 1, 10, 100], "svc__gamma": ["scale", 0.01, 0.1]}
     search = GridSearchCV(make_pipeline(StandardScaler(), SVC()), grid, scoring="roc_auc",
                           cv=StratifiedKFold(4, shuffle=True, random_state=seed))
-    return search.fit(X, y).best_estimator_
+    search.fit(X, y)
+    return search.best_estimator_, float(search.best_score_)
+
+
+def fit_supervised(X_clean: np.ndarray, X_attack: np.ndarray, seed: int = 0):
+    return fit_supervised_cv(X_clean, X_attack, seed)[0]
 
 
 def score(detector, X: np.ndarray) -> np.ndarray:
