@@ -80,6 +80,8 @@ class EarlyExitModel(nn.Module):
         alive = torch.arange(n, device=x.device)
         exits = {e: i for i, e in enumerate(self.cfg.exits)}
         prev, logps, run, last_pred = None, [], torch.zeros(n, dtype=torch.long, device=x.device), None
+        # per exit, the log-probs of the samples that reached it (in batch order): a screen reads them
+        self.last_log_probs = []
         for b, block in enumerate(self.base.backbone.blocks):
             x = block(x)
             if b not in exits:
@@ -91,6 +93,7 @@ class EarlyExitModel(nn.Module):
                 lp = self.ensemble.member(m, logps)
             else:
                 lp = torch.log_softmax(prev, 1)
+            self.last_log_probs.append(lp)
             if self.cfg.method == "pbee":
                 pred = lp.argmax(1)
                 # how many ICs in a row, ending here, predict the same class
@@ -112,9 +115,11 @@ class EarlyExitModel(nn.Module):
         final = self.base.head(x)
         if self.ensemble is not None:
             logps.append(torch.log_softmax(final, 1))
-            out[alive] = self.ensemble.member(self.n_exits - 1, logps)
+            lp = self.ensemble.member(self.n_exits - 1, logps)
         else:
-            out[alive] = torch.log_softmax(final, 1)
+            lp = torch.log_softmax(final, 1)
+        out[alive] = lp
+        self.last_log_probs.append(lp)
         self.last_exit = where
         return out, where
 

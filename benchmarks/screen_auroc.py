@@ -41,7 +41,9 @@ from pipeline.screen.train import collect  # noqa: E402
 
 REAL = ROOT.parent / "shared" / "data" / "real"
 CACHE = ROOT / "benchmarks" / ".cache" / "screen_attacks"
-FEATURES = {"plain": "", "codes": "_codes"}  # supervised detectors on error + norm, and on those plus the latent codes
+# supervised detectors on error + norm, on those plus the latent codes, and (an early-exit target) on
+# error + norm plus what its internal classifiers say (pipeline/screen/exits.py)
+FEATURES = {"plain": "", "codes": "_codes", "exits": "_exits"}
 SCREENS = {"component_condition": ROOT / "data/weights/screen_condition.pt",
            "damage_segmentation": ROOT / "data/weights/screen_damage.pt"}
 
@@ -61,15 +63,25 @@ class Bench:
         self.est = A.estimator(self.t.classifier(), self.t.input_size, 4 if kind == "component_condition" else 2)
 
     def feats(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Full-depth layer features (exits off), as the AEs and detectors were trained: per layer
-        error and latent norm ("plain", what the shipped detectors read), and with the latent codes."""
+        """Full-depth layer features (exits off), as the AEs and detectors were trained: what the
+        shipped detectors read; per layer error and latent norm ("plain"); those plus the latent
+        codes; and (an early-exit target) those plus each exit's confidences."""
         with full_depth(self.t.model):
             calls = collect(self.t.model, self.screen.layers, self.t.run,
                             [torch.from_numpy(x[i : i + 64]) for i in range(0, len(x), 64)], 8)
-        return {"plain": self.screen.layer_features(calls, codes=False)[0], "codes": self.screen.layer_features(calls, codes=True)[0]}
+        F = {"shipped": self.screen.layer_features(calls)[0],
+             "plain": self.screen.layer_features(calls, codes=False, exits=False)[0],
+             "codes": self.screen.layer_features(calls, codes=True, exits=False)[0]}
+        if hasattr(self.t.model, "forward_all"):
+            F["exits"] = self.screen.layer_features(calls, codes=False, exits=True)[0]
+        return F
 
     def unsup(self, F: dict[str, np.ndarray]) -> np.ndarray:
-        return det.score(self.screen.detectors[len(self.screen.layers)], F["plain"])
+        return det.score(self.screen.detectors[len(self.screen.layers)], F["shipped"])
+
+    def unsup_kind(self) -> str:
+        last = self.screen.detectors[len(self.screen.layers)].steps[-1][1]
+        return "iforest" if type(last).__name__ == "IsolationForest" else "gmm"
 
     def attack(self, name: str, strength: str, x: np.ndarray, split: str) -> np.ndarray:
         """Adversarial inputs, cached under benchmarks/.cache so detector settings can be rerun cheaply."""
@@ -90,7 +102,7 @@ class Bench:
 def fit_feature_sets(F_clean: dict, F_adv: dict) -> tuple[dict, str]:
     """A supervised SVM per feature set, and the set the validation split's CV ROC-AUC prefers: the
     feature set is one more hyperparameter, chosen as C and gamma are."""
-    fits = {k: det.fit_supervised_cv(F_clean[k], F_adv[k]) for k in FEATURES}
+    fits = {k: det.fit_supervised_cv(F_clean[k], F_adv[k]) for k in FEATURES if k in F_clean}
     return {k: svm for k, (svm, _) in fits.items()}, max(fits, key=lambda k: fits[k][1])
 
 
@@ -100,6 +112,10 @@ def run_target(kind: str, n: int, attacks: list[str], strengths: list[str], n_sl
     x_test = torch.cat(list(b.t.tensors(b.t.images("test", n, seed=2)))).numpy()
     F_val, F_test = b.feats(x_val), b.feats(x_test)
     s_clean, d_clean = b.unsup(F_test), b.deployed(x_test)
+    # the shipped unsupervised detector's kind, refitted on this run's clean val split with and without the
+    # exits' features, so the two differ in the features alone
+    refit = {k: det.fit_unsupervised(F_val[k], kind=b.unsup_kind()) for k in ("plain", "exits") if k in F_val}
+    r_clean = {k: det.score(m, F_test[k]) for k, m in refit.items()}
     rows, adv_val, adv_test = [], {}, {}
     for name in attacks:
         for strength in strengths:
@@ -117,9 +133,13 @@ def run_target(kind: str, n: int, attacks: list[str], strengths: list[str], n_sl
                    "l2_grey": round(float(np.median(np.linalg.norm(d, axis=1))), 1) if len(d) else None,
                    "unsupervised": auroc(s_clean, b.unsup(adv_test[(name, strength)])) if ok_t.any() else None,
                    "unsupervised_deployed": auroc(d_clean, b.deployed(xa_t[ok_t])) if ok_t.any() else None}
+            for k, m in refit.items():
+                row[f"unsupervised_refit_{k}"] = auroc(r_clean[k], det.score(m, adv_test[(name, strength)][k])) if ok_t.any() else None
             if ok_v.sum() >= 10 and ok_t.sum() >= 5:
                 svms, pick = fit_feature_sets(F_val, adv_val[(name, strength)])
                 for kind_f, col in FEATURES.items():
+                    if kind_f not in svms:
+                        continue
                     row[f"supervised_same{col}"] = auroc(det.score(svms[kind_f], F_test[kind_f]),
                                                          det.score(svms[kind_f], adv_test[(name, strength)][kind_f]))
                 row["supervised_same_cv"], row["features_same_cv"] = row[f"supervised_same{FEATURES[pick]}"], pick
@@ -134,6 +154,8 @@ def run_target(kind: str, n: int, attacks: list[str], strengths: list[str], n_sl
         for row in rows:
             if row["strength"] == strength and row["n_adv_test"] >= 5:
                 for kind_f, col in FEATURES.items():
+                    if kind_f not in svms:
+                        continue
                     row[f"supervised_from_fgsm{col}"] = auroc(det.score(svms[kind_f], F_test[kind_f]),
                                                               det.score(svms[kind_f], adv_test[(row["attack"], strength)][kind_f]))
                 row["supervised_from_fgsm_cv"], row["features_from_fgsm_cv"] = row[f"supervised_from_fgsm{FEATURES[pick]}"], pick
@@ -141,7 +163,11 @@ def run_target(kind: str, n: int, attacks: list[str], strengths: list[str], n_sl
               "blur (7 px)": torch.cat(list(b.t.tensors(A.blur(b.t.images("test", n, seed=2))))).numpy()}
     for name, imgs in real_photos().items():
         shifts[name] = torch.cat(list(b.t.tensors(b.t.resize(imgs)))).numpy()
-    shift_rows = [{"shift": k, "n": len(v), "unsupervised": auroc(s_clean, b.unsup(b.feats(v)))} for k, v in shifts.items()]
+    shift_rows = []
+    for k, v in shifts.items():
+        Fs = b.feats(v)
+        shift_rows.append({"shift": k, "n": len(v), "unsupervised": auroc(s_clean, b.unsup(Fs)),
+                           **{f"unsupervised_refit_{f}": auroc(r_clean[f], det.score(m, Fs[f])) for f, m in refit.items()}})
     for r in shift_rows:
         print(json.dumps(r), flush=True)
     return {"target": kind, "n_clean_test": len(x_test), "attacks": rows, "shifts": shift_rows,
@@ -196,23 +222,36 @@ def overhead(frames: int = 24) -> dict:
 
 
 def markdown(res: dict) -> str:
+    f = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+    cvf = lambda r, k: f"{f(r[f'supervised_{k}_cv'])} ({r[f'features_{k}_cv']})" if f"supervised_{k}_cv" in r else "–"  # noqa: E731
     lines = []
     for t in res["targets"]:
+        exits = any("unsupervised_refit_exits" in r for r in t["attacks"])
         lines += [f"### {t['target']} ({t['n_clean_test']} clean test inputs{', run ' + t['run'] if 'run' in t else ''})", "",
-                  "| attack | strength | attacked | success | median L-inf / L2 (grey levels) | unsupervised | unsup. (exits on) "
-                  "| supervised, same attack | supervised, trained on FGSM | same attack, + codes | trained on FGSM, + codes "
-                  "| same attack, features by CV | trained on FGSM, features by CV |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        f = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
-        cvf = lambda r, k: f"{f(r[f'supervised_{k}_cv'])} ({r[f'features_{k}_cv']})" if f"supervised_{k}_cv" in r else "–"  # noqa: E731
+                  "Unsupervised: the shipped detector, with the model's exits off and on"
+                  + ("; and its kind refitted on this run's clean val split on error + norm, and on those plus the exits' "
+                     "confidences (`pipeline/screen/exits.py`)" if exits else "") + ".", "",
+                  "| attack | strength | attacked | success | median L-inf / L2 (grey levels) | shipped | shipped, exits on "
+                  + ("| refit | refit, + exits |" if exits else "|"),
+                  "|---|---|---|---|---|---|---|" + ("---|---|" if exits else "")]
         for r in t["attacks"]:
             lines.append(f"| {r['attack']} | {r['strength']} | {r['n_attacked']} | {r['success_rate']:.2f} | "
-                         f"{r['linf_grey']} / {r['l2_grey']} | {f(r['unsupervised'])} | "
-                         f"{f(r['unsupervised_deployed'])} | {f(r.get('supervised_same'))} | {f(r.get('supervised_from_fgsm'))} | "
-                         f"{f(r.get('supervised_same_codes'))} | {f(r.get('supervised_from_fgsm_codes'))} | "
-                         f"{cvf(r, 'same')} | {cvf(r, 'from_fgsm')} |")
-        lines += ["", "| shift | n | unsupervised |", "|---|---|---|"]
-        lines += [f"| {r['shift']} | {r['n']} | {f(r['unsupervised'])} |" for r in t["shifts"]]
+                         f"{r['linf_grey']} / {r['l2_grey']} | {f(r['unsupervised'])} | {f(r['unsupervised_deployed'])} |"
+                         + (f" {f(r.get('unsupervised_refit_plain'))} | {f(r.get('unsupervised_refit_exits'))} |" if exits else ""))
+        sets = ["", "_codes"] + (["_exits"] if exits else [])
+        head = ["error + norm", "+ codes"] + (["+ exits"] if exits else []) + ["by CV"]
+        lines += ["", "Supervised (SVM, CV ROC-AUC): trained and tested on the same attack | trained on FGSM, tested on this one.", "",
+                  "| attack | strength | " + " | ".join(f"same: {h}" for h in head) + " | " + " | ".join(f"FGSM: {h}" for h in head) + " |",
+                  "|---|---|" + "---|" * (2 * len(head))]
+        for r in t["attacks"]:
+            same = [f(r.get(f"supervised_same{c}")) for c in sets] + [cvf(r, "same")]
+            fg = [f(r.get(f"supervised_from_fgsm{c}")) for c in sets] + [cvf(r, "from_fgsm")]
+            lines.append(f"| {r['attack']} | {r['strength']} | " + " | ".join(same) + " | " + " | ".join(fg) + " |")
+        lines += ["", "| shift | n | unsupervised |" + (" refit | refit, + exits |" if exits else ""),
+                  "|---|---|---|" + ("---|---|" if exits else "")]
+        lines += [f"| {r['shift']} | {r['n']} | {f(r['unsupervised'])} |"
+                  + (f" {f(r.get('unsupervised_refit_plain'))} | {f(r.get('unsupervised_refit_exits'))} |" if exits else "")
+                  for r in t["shifts"]]
         lines += ["", f"clean test inputs flagged at threshold 0.995: {t['clean_flag_rate_at_0.995']:.1%}",
                   "AUROCs are over successful attacks only; – means fewer than 5 of them.", ""]
     if "overhead" in res:

@@ -12,6 +12,7 @@ from pydantic import Field
 from pipeline.core import FrameResult
 from pipeline.errors import ConfigError, WeightsError
 from pipeline.models.checkpoint import file_sha
+from pipeline.screen.exits import check_layers
 from pipeline.screen.model import ScreenModel
 from pipeline.screen.taps import ActivationTap
 from stages.base import Stage, StageConfig, register
@@ -59,6 +60,8 @@ class Screen(Stage):
         if target.model is None:
             raise ConfigError(f"the {target.type_name} stage's backend exposes no torch model for a screen to read",
                               "use a backend that runs a torch model (e.g. ultralytics with a .pt), or remove the screen stage")
+        if self.screen.exits:
+            check_layers(target.model, self.screen.layers, f"the {target.type_name} model ({target.cfg.model.name})")
         self.target = target
         self.tap = ActivationTap(target.model, self.screen.layers, f"the {target.type_name} model ({target.cfg.model.name})")
 

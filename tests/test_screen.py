@@ -376,3 +376,51 @@ def test_train_screen_checks_each_targets_detector_before_training():
     p = {"detector": "gmm", "seed": 0, "targets": {"damage_segmentation": {"detector": "svm", "train": 1, "out": "unused.pt"}}}
     with pytest.raises(SystemExit, match=r"train_screen\.targets\.damage_segmentation\.detector: 'svm'"):
         train_screen.main(p)
+
+
+def test_exit_confidences_join_each_layer_with_exits_on_or_off(tmp_path):
+    """A screen that reads the exits: exit i's confidences sit beside layer i, NaN past a sample's
+    own exit, equal to the full-depth ones where reached; the flag survives save/load."""
+    from pipeline.screen.exits import WIDTH
+
+    m = ee_model()
+    rng = np.random.default_rng(0)
+    clean = lambda n: torch.from_numpy(rng.normal(0, 0.3, (n, 3, 32, 32)).astype(np.float32))  # noqa: E731
+    m.cfg.threshold = 2.0
+    train = collect(m, LAYERS, m, [clean(64) for _ in range(3)], 8)
+    val = collect(m, LAYERS, m, [clean(64) for _ in range(3)], 8)
+    fit(LAYERS, train, val, {"stage": "x", "sha": "0"}, epochs=2, exits=True).save(tmp_path / "s.pt")
+    screen = ScreenModel.load(tmp_path / "s.pt")
+    assert screen.exits and screen._width(4) == 4 * (2 + WIDTH)
+
+    x = clean(48)
+    with torch.no_grad():
+        full = [lp.clamp_min(-20) for lp in m.log_probs(m.forward_all(x))]
+    tap = ActivationTap(m, LAYERS)
+    m.cfg.threshold = float(full[0].exp().amax(1).median())
+    m(x)
+    (call,) = tap.take()
+    X, depth = screen.layer_features([call])
+    ex = call["exit"].numpy()
+    assert 0 < (ex == 0).sum() < 48 and (depth == ex + 1).all()
+    w = 2 + WIDTH
+    for i in range(4):
+        got = X[:, i * w + 2 : (i + 1) * w]
+        reached = ex >= i
+        assert np.isnan(got[~reached]).all() and not np.isnan(got[reached]).any()
+        top2 = full[i].topk(2, 1).values.numpy()
+        np.testing.assert_allclose(got[reached, 0], top2[reached, 0], atol=1e-4)
+        np.testing.assert_allclose(got[reached, 1], (top2[:, 0] - top2[:, 1])[reached], atol=1e-4)
+        own = ex == i  # where a sample leaves, the class it decides is this exit's top class
+        np.testing.assert_allclose(got[own, 2], got[own, 0], atol=1e-6)
+    assert not np.isnan(screen.scores([call])).any()
+
+
+def test_exit_screen_needs_layers_on_the_exits_blocks():
+    from pipeline.screen.exits import check_layers
+
+    check_layers(ee_model(), LAYERS, "the condition model")
+    with pytest.raises(ConfigError, match="exits' blocks"):
+        check_layers(ee_model(), LAYERS[1:], "the condition model")
+    with pytest.raises(ConfigError, match="no early exits"):
+        check_layers(torch.nn.Conv2d(3, 3, 1), LAYERS, "a plain model")

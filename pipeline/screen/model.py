@@ -9,7 +9,9 @@ import torch
 
 from pipeline.models import checkpoint
 from pipeline.screen import detector as det
+from pipeline.errors import WeightsError
 from pipeline.screen.autoencoder import LayerAE
+from pipeline.screen.exits import WIDTH, exit_columns
 from pipeline.screen.taps import rows
 
 TASK = "screen"
@@ -21,20 +23,26 @@ class ScreenModel:
     held-out clean inputs, which turn a raw score into the share of clean inputs it exceeds."""
 
     def __init__(self, layers: list[str], aes: list[LayerAE], detectors: dict[int, object],
-                 clean: dict[int, np.ndarray], target: dict, codes: bool = False, meta: dict | None = None):
+                 clean: dict[int, np.ndarray], target: dict, codes: bool = False, meta: dict | None = None,
+                 exits: bool = False):
         self.layers, self.aes, self.detectors = list(layers), aes, detectors
         self._scorers = {d: det.for_inference(m) for d, m in detectors.items()}
         self.clean = {d: np.sort(np.asarray(v, np.float64)) for d, v in clean.items()}
         self.target, self.codes, self.meta = target, codes, meta or {}
+        # an early-exit target whose exit i sits on layers[i] (the last: the final head): exit i's
+        # confidences join layer i's features, so depth d still means "the first d layers"
+        self.exits = exits
         for ae in aes:
             ae.eval()
 
     # -- features and scores --------------------------------------------------------------
-    def layer_features(self, calls: list[dict], codes: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def layer_features(self, calls: list[dict], codes: bool | None = None, exits: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(features [n, sum of per-layer widths] with NaN where a layer was not reached,
-        depth [n]) for every sample of the recorded calls, in order. `codes` overrides whether
-        the latent codes join each layer's error and norm (the detectors expect `self.codes`)."""
+        depth [n]) for every sample of the recorded calls, in order. `codes` and `exits` override
+        whether the latent codes and the exits' confidences join each layer's error and norm
+        (the detectors expect `self.codes` and `self.exits`)."""
         codes = self.codes if codes is None else codes
+        exits = self.exits if exits is None else exits
         n_all = sum(c["n"] for c in calls)
         if not n_all:
             return np.zeros((0, 0)), np.zeros(0, int)
@@ -54,10 +62,32 @@ class ScreenModel:
             reached = ~torch.isnan(f[:, 0])
             depth = torch.where(~reached & (depth > i), torch.full_like(depth, i), depth)
             parts.append(f)
+            if exits:
+                parts.append(self._exit_part(calls, starts, n_all, i))
         return torch.cat(parts, 1).numpy(), depth.numpy()
 
+    def _exit_part(self, calls: list[dict], starts: np.ndarray, n_all: int, i: int) -> torch.Tensor:
+        """Exit i's confidences [n_all, 3] (NaN where not reached), against each sample's final decision."""
+        f = torch.full((n_all, WIDTH), float("nan"))
+        for call, start in zip(calls, starts):
+            lps = call.get("exit_lp")
+            if lps is None:
+                raise WeightsError("this screen reads the target's exits, but its model records no per-exit log-probs",
+                                   "screen an early-exit model (adaptive.EarlyExitModel), or retrain the screen with `exits: false`")
+            if i >= len(lps) or not lps[i].shape[0]:
+                continue
+            ex = call["exit"] if call["exit"] is not None else torch.full((call["n"],), len(lps) - 1)
+            decided = torch.zeros(call["n"], dtype=torch.long)
+            for m, lp in enumerate(lps):  # a sample's decision is the exit it left at
+                r = rows(lp.shape[0], ex, call["n"])
+                here = ex[r] == m
+                decided[r[here]] = lp[here].argmax(1)
+            r = rows(lps[i].shape[0], ex, call["n"])
+            f[r + int(start)] = exit_columns(lps[i], decided[r])
+        return f
+
     def _width(self, d: int) -> int:
-        return d * (2 + (self.aes[0].encoder[-1].out_features if self.codes else 0))
+        return d * (2 + (self.aes[0].encoder[-1].out_features if self.codes else 0) + (WIDTH if self.exits else 0))
 
     def raw_scores(self, X: np.ndarray, depth: np.ndarray) -> np.ndarray:
         out = np.full(len(X), np.nan)
@@ -83,7 +113,7 @@ class ScreenModel:
 
     # -- persistence ----------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
-        ckpt = {"task": TASK, "layers": self.layers, "codes": self.codes, "target": self.target, "meta": self.meta,
+        ckpt = {"task": TASK, "layers": self.layers, "codes": self.codes, "exits": self.exits, "target": self.target, "meta": self.meta,
                 # fp16 halves what ships in git; load_state_dict casts back to fp32
                 "aes": [{"args": ae.args, "state_dict": {k: v.half() for k, v in ae.state_dict().items()}} for ae in self.aes],
                 "detectors": {int(d): torch.frombuffer(bytearray(det.dumps(m)), dtype=torch.uint8) for d, m in self.detectors.items()},
@@ -102,4 +132,4 @@ class ScreenModel:
             aes.append(ae.to(memory_format=torch.channels_last))
         dets = {int(d): det.loads(bytes(t.numpy().tobytes()), str(path)) for d, t in ckpt["detectors"].items()}
         return cls(ckpt["layers"], aes, dets, {int(d): t.numpy() for d, t in ckpt["clean"].items()},
-                   ckpt["target"], ckpt["codes"], ckpt["meta"])
+                   ckpt["target"], ckpt["codes"], ckpt["meta"], ckpt.get("exits", False))

@@ -59,6 +59,9 @@ class ActivationTap:
         if self.calls and not self.removed and not self._skip:
             ex = getattr(module, "last_exit", None)
             self.calls[-1]["exit"] = None if ex is None else ex.detach().cpu()
+            lps = getattr(module, "last_log_probs", None)  # an early-exit model's per-exit log-probs
+            if lps is not None:
+                self.calls[-1]["exit_lp"] = [t.detach().float().cpu() for t in lps]
 
     def take(self) -> list[dict]:
         calls, self.calls = self.calls, []

@@ -75,18 +75,25 @@ def split(calls: list[dict], layers: list[str], seed: int = 0) -> tuple[dict, di
     idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     acts = {name: stack_layer(calls, name) for name in layers}
     a, b = idx[: n // 2], idx[n // 2 :]
-    return ({"n": len(a), "exit": None, "acts": {k: v[a] for k, v in acts.items()}},
-            {"n": len(b), "exit": None, "acts": {k: v[b] for k, v in acts.items()}})
+    half = lambda i: {"n": len(i), "exit": None, "acts": {k: v[i] for k, v in acts.items()}}  # noqa: E731
+    halves = half(a), half(b)
+    if calls and all("exit_lp" in c for c in calls):
+        n_exits = max(len(c["exit_lp"]) for c in calls if c["n"])
+        lps = [torch.cat([c["exit_lp"][m] for c in calls if c["n"]]) for m in range(n_exits)]
+        for h, i in zip(halves, (a, b)):
+            h["exit_lp"] = [lp[i] for lp in lps]
+    return halves
 
 
 def fit(layers: list[str], train_calls: list[dict], val_calls: list[dict], target: dict,
         variant: str = "wae", latent: int = 16, hidden: int = 32, epochs: int = 30, lam: float = 1.0,
-        codes: bool = False, seed: int = 0, meta: dict | None = None, detector: str = "gmm") -> ScreenModel:
+        codes: bool = False, seed: int = 0, meta: dict | None = None, detector: str = "gmm",
+        exits: bool = False) -> ScreenModel:
     """AEs learn on `train_calls`; half of `val_calls` fits the detectors and the other half gives
     the clean score table. Calls must hold every layer (collect early-exit targets with exits off)."""
     aes = [train_ae(stack_layer(train_calls, n), variant, latent, hidden, epochs, lam, seed=seed + i)
            for i, n in enumerate(tqdm(layers, desc="layer AEs", leave=False, disable=None))]
-    screen = ScreenModel(layers, aes, {}, {}, target, codes, meta)
+    screen = ScreenModel(layers, aes, {}, {}, target, codes, meta, exits)
     fit_half, calib_half = split(val_calls, layers, seed)
     Xf, _ = screen.layer_features([fit_half])
     Xc, _ = screen.layer_features([calib_half])

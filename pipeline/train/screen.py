@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from pipeline.screen import detector as det
+from pipeline.screen.exits import check_layers
 from pipeline.screen.targets import ROOT, Target, fingerprint, full_depth
 from pipeline.screen.train import collect, fit
 from pipeline.train.common import load_params, setup
@@ -22,6 +23,8 @@ from pipeline.train.common import load_params, setup
 def train_target(kind: str, t: dict, p: dict) -> None:
     target = Target(kind, t.get("config"), t.get("real"))
     layers = t.get("layers") or target.layers
+    if t.get("exits", False):
+        check_layers(target.model, layers, f"the {kind} model")
     grid = p.get("grid", 8)
     with full_depth(target.model):
         train = collect(target.model, layers, target.run, target.tensors(target.images("train", t["train"], p["seed"])), grid, f"{kind} train")
@@ -32,7 +35,7 @@ def train_target(kind: str, t: dict, p: dict) -> None:
     screen = fit(layers, train, val, fingerprint(target.stage), p["variant"], p["latent"], p["hidden"],
                  p["epochs"], p["lam"], p.get("codes", False), p["seed"],
                  meta={"variant": p["variant"], "train": t["train"], "grid": grid, "detector": detector},
-                 detector=detector)
+                 detector=detector, exits=t.get("exits", False))
     screen.save(t["out"])
     print(f"{kind}: layers {layers} -> {t['out']}")
 
