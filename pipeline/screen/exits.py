@@ -6,26 +6,22 @@ the original class. Both show in log-probabilities the model computes anyway."""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-FLOOR = -20.0  # log-probabilities below this carry no more information, only float noise
-WIDTH = 3      # features per exit
+WIDTH = 2   # features per exit
+CAP = 30.0  # margins beyond this carry no more information, only float noise
 
 
 def exit_columns(lp: torch.Tensor, decided: torch.Tensor) -> torch.Tensor:
-    """[N, 3] for one exit: its top log-probability, its margin over the runner-up, and the
-    log-probability it gives the class the model finally decided (`decided` [N]). Class-free, so a
-    detector cannot learn which states are common instead of which inputs are odd."""
-    lp = lp.float().clamp_min(FLOOR)
-    top2 = lp.topk(2, 1).values
-    return torch.stack([top2[:, 0], top2[:, 0] - top2[:, 1], lp.gather(1, decided[:, None].long())[:, 0]], 1)
-
-
-def exit_features(log_probs: list[torch.Tensor]) -> np.ndarray:
-    """[N, 3 * exits] for samples that all reached every exit (exits off)."""
-    decided = log_probs[-1].argmax(1)
-    return torch.cat([exit_columns(lp, decided) for lp in log_probs], 1).cpu().numpy()
+    """[N, 2] for one exit: how far the class the model finally decided (`decided` [N]) leads this
+    exit's best other class (negative where the exit disagrees), and the exit's entropy. Class-free,
+    so a detector cannot learn which states are common instead of which inputs are odd; and no
+    column is a function of another, which a full-covariance mixture could not fit."""
+    lp = lp.float()
+    mine = lp.gather(1, decided[:, None].long())[:, 0]
+    other = lp.scatter(1, decided[:, None].long(), float("-inf")).amax(1)
+    entropy = -(lp.exp() * lp).nan_to_num().sum(1)
+    return torch.stack([(mine - other).clamp(-CAP, CAP), entropy], 1)
 
 
 def check_layers(model: torch.nn.Module, layers: list[str], what: str) -> None:
