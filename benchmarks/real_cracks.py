@@ -40,12 +40,16 @@ def main() -> None:
         return
     drone = ROOT / "data/weights/damage.pt"
     # name -> (checkpoint, overrides of the close-up config)
-    models = {"synthetic only": (ROOT / "data/weights/damage_synth.pt", {}),
-              "drone-frame config (damage.pt, half scale)": (drone, {"input_scale": 0.5, "tile": 768, "tta": []}),
-              "damage.pt, full scale, no flips": (drone, {"tta": []}),
-              "damage.pt, full scale, flips": (drone, {"tta": ["hflip", "vflip"]}),
-              "damage_closeup.pt, flips": (ROOT / "data/weights/damage_closeup.pt", {"tta": ["hflip", "vflip"]}),
-              "shipped close-up (damage_closeup.pt, flips + rot180 + transpose)": (ROOT / "data/weights/damage_closeup.pt", {})}
+    closeup = ROOT / "data/weights/damage_closeup.pt"
+    plain = {"class_bias": {}}  # rows before the last run without the close-up config's crack bias
+    # name -> (checkpoint, overrides of the close-up config)
+    models = {"synthetic only": (ROOT / "data/weights/damage_synth.pt", plain),
+              "drone-frame config (damage.pt, half scale)": (drone, {"input_scale": 0.5, "tile": 768, "tta": [], **plain}),
+              "damage.pt, full scale, no flips": (drone, {"tta": [], **plain}),
+              "damage.pt, full scale, flips": (drone, {"tta": ["hflip", "vflip"], **plain}),
+              "damage_closeup.pt, flips": (closeup, {"tta": ["hflip", "vflip"], **plain}),
+              "damage_closeup.pt, flips + rot180 + transpose": (closeup, plain),
+              "shipped close-up (those passes, crack logit -0.5)": (closeup, {})}
     for w in a.weights:
         name, _, path = w.partition("=")
         if not path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import cv2
 import numpy as np
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 
-from pipeline.core import FrameResult
+from pipeline.core import COMPONENT_CLASSES, DAMAGE_CLASSES, FrameResult
 from pipeline.models.checkpoint import file_sha
 from pipeline.models.onnx import OnnxForward, use_onnxruntime
 from pipeline.models.preprocess import to_tensor
@@ -30,6 +30,19 @@ class SegmentationConfig(StageConfig):
     runtime: Literal["torch", "onnxruntime"] = Field(
         "torch", description="what runs the model: torch, or ONNX Runtime on the CPU (exported once and cached; "
         "~1.5x faster for the damage segmenter, same masks: benchmarks/stage_costs.py)")
+    class_bias: dict[str, float] = Field(
+        {}, description="added to a class's logit before the argmax, by class name (e.g. {crack: 0.5}): above 0 the "
+        "class is called more often (more recall, less precision), below 0 less often")
+
+    class_names: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="after")
+    def _bias_names_classes(self):
+        unknown = sorted(set(self.class_bias) - set(self.class_names))
+        if unknown:
+            raise ValueError(f"class_bias names {', '.join(map(repr, unknown))}, which is not a class here: "
+                             f"use {', '.join(self.class_names[1:])} (or background)")
+        return self
 
     @model_validator(mode="after")
     def _runtime_fits(self):
@@ -39,7 +52,12 @@ class SegmentationConfig(StageConfig):
         return self
 
 
+class ComponentConfig(SegmentationConfig):
+    class_names: ClassVar[tuple[str, ...]] = COMPONENT_CLASSES
+
+
 class DamageConfig(SegmentationConfig):
+    class_names: ClassVar[tuple[str, ...]] = DAMAGE_CLASSES
     gate: Path | None = Field(None, description="'nothing here' gate weights (`dvc repro train_damage_gate`): "
                               "an input (frame or tile) with no damage-like cell stops after an early block")
     gate_threshold: float | None = Field(None, ge=0, le=1, description="cell probability an input needs to run on; "
@@ -96,6 +114,8 @@ class SegmentationStage(Stage):
         self.n_inputs = self.n_gated = 0
         if cfg.runtime == "onnxruntime":  # device and gate were checked with the config
             use_onnxruntime(self.model, file_sha(self.require_model()))
+        names = type(cfg).class_names
+        self.bias = torch.tensor([float(cfg.class_bias.get(c, 0.0)) for c in names]) if cfg.class_bias else None
 
     def prepare(self) -> None:
         """Export and open the ONNX model now, with the blocks screens have hooked by now, rather than
@@ -121,6 +141,8 @@ class SegmentationStage(Stage):
                 for t in self.cfg.tta:
                     out = out + _TTA[t](self.model(_TTA[t](x)))  # each of these is its own inverse
             out = out / (1 + len(self.cfg.tta))
+        if self.bias is not None:  # per input, so overlapping tiles, whose logits add up, add it as often
+            out = out + self.bias.to(out)[:, None, None]
         return out[..., :h, :w]
 
     def counters(self) -> dict[str, float]:
@@ -167,6 +189,7 @@ class ComponentSegmentation(SegmentationStage):
     type_name = "component_segmentation"
     task = "component_segmentation"
     outputs = ("component_mask",)
+    Config = ComponentConfig
 
 
 @register

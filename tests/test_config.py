@@ -217,3 +217,20 @@ def test_condition_carries_states_across_camera_motion(cond_weights):
     stage.reset()
     stage.process([view(30, (6.0, 0.0))])  # a new run carries nothing
     assert stage.counters()["carried"] == 2
+
+
+def test_class_bias_is_checked_against_the_stages_classes_and_moves_the_argmax(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        parse_stage(_write(tmp_path, "type: damage_segmentation\nmodel: x.pt\nclass_bias: {cracks: -0.5}\n"))
+    assert "cracks" in str(e.value) and "crack" in str(e.value).replace("cracks", "") and "stage.yaml" in str(e.value)
+    with pytest.raises(ConfigError, match="crack"):
+        parse_stage(_write(tmp_path, "type: component_segmentation\nmodel: x.pt\nclass_bias: {crack: 1}\n"))
+
+    import numpy as np
+
+    img = np.random.default_rng(0).integers(0, 255, (96, 128, 3), np.uint8)
+    spec = {"type": "damage_segmentation", "model": str(ROOT / "data" / "weights" / "damage.pt"), "input_scale": 1.0}
+    plain = load_stage(spec).predict([img])[0]
+    assert (load_stage({**spec, "class_bias": {"crack": 0.0}}).predict([img])[0] == plain).all()
+    assert (load_stage({**spec, "class_bias": {"crack": 100.0}}).predict([img])[0] == 1).all()
+    assert (load_stage({**spec, "class_bias": {"background": 100.0}}).predict([img])[0] == 0).all()

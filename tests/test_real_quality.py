@@ -23,7 +23,7 @@ CONFIGS = ROOT / "stages" / "configs"
 @pytest.mark.skipif(not (REAL / "cracks_uav75").exists(), reason="real crack photos not present")
 def test_closeup_config_finds_real_drone_cracks(tmp_path):
     """UAV75 val (drone close-ups of concrete, never trained on): pooled crack IoU of the PNG masks
-    `predict` writes; formwork joints (204 in the labels) count as background. Shipped: 0.403."""
+    `predict` writes; formwork joints (204 in the labels) count as background. Shipped: 0.414."""
     src = REAL / "cracks_uav75" / "val_img"
     r = run_cli("predict", CONFIGS / "damage_closeup.yaml", "--source", src, "--out", tmp_path / "masks")
     assert r.returncode == 0, r.stderr[-2000:]
@@ -32,7 +32,7 @@ def test_closeup_config_finds_real_drone_cracks(tmp_path):
         pred = cv2.imread(str(tmp_path / "masks" / f"{img.stem}.png"), cv2.IMREAD_UNCHANGED) == 1
         gt = crack_uav75(cv2.imread(str(REAL / "cracks_uav75" / "val_lab" / f"{img.stem}.png"), cv2.IMREAD_UNCHANGED)) > 0
         inter, union = inter + int((pred & gt).sum()), union + int((pred | gt).sum())
-    assert inter / union >= 0.36, f"UAV75 val crack IoU {inter / union:.3f}"
+    assert inter / union >= 0.38, f"UAV75 val crack IoU {inter / union:.3f}"
 
 
 @pytest.mark.skipif(not (REAL / "hardhat_workers").exists(), reason="real hard-hat photos not present")
