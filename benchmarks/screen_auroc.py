@@ -1,6 +1,6 @@
 """AUROC of the shipped layer-wise AE screens against attacks and shifts, and their overhead.
 
-    python benchmarks/screen_auroc.py [--n 400] [--n-damage 80] [--n-slow 100] [--n-slow-damage 24] [--targets component_condition damage_segmentation]
+    python benchmarks/screen_auroc.py [--n 400] [--n-damage 80] [--n-slow 400] [--n-slow-damage 24] [--targets component_condition damage_segmentation]
 
 Per target (the condition classifier and the damage segmenter, seen as "damage present?"):
 - attacks from ART (FGSM, BIM, PGD, CW-L2, DeepFool) at the paper's strength and a weaker one,
@@ -266,7 +266,7 @@ def main():
     ap.add_argument("--targets", nargs="+", default=list(SCREENS), help="`none`: overhead only")
     ap.add_argument("--attacks", nargs="+", default=list(A.ATTACKS))
     ap.add_argument("--strengths", nargs="+", default=["paper", "weak"])
-    ap.add_argument("--n-slow", type=int, default=100, help=f"condition crops per split for the slow attacks ({', '.join(A.SLOW)})")
+    ap.add_argument("--n-slow", type=int, default=400, help=f"condition crops per split for the slow attacks ({', '.join(A.SLOW)})")
     ap.add_argument("--n-slow-damage", type=int, default=24, help="facade images per split for the slow attacks")
     ap.add_argument("--no-overhead", action="store_true")
     ap.add_argument("--tag", default="screen_auroc", help="results file stem under benchmarks/results")
