@@ -47,6 +47,7 @@ class ScreenModel:
         if not n_all:
             return np.zeros((0, 0)), np.zeros(0, int)
         starts = np.cumsum([0] + [c["n"] for c in calls])
+        exit_rows = self._exit_rows(calls) if exits else None
         parts, depth = [], torch.full((n_all,), len(self.layers), dtype=torch.long)
         for i, (name, ae) in enumerate(zip(self.layers, self.aes)):
             f = torch.full((n_all, 2 + (ae.encoder[-1].out_features if codes else 0)), float("nan"))
@@ -63,27 +64,38 @@ class ScreenModel:
             depth = torch.where(~reached & (depth > i), torch.full_like(depth, i), depth)
             parts.append(f)
             if exits:
-                parts.append(self._exit_part(calls, starts, n_all, i))
+                parts.append(self._exit_part(exit_rows, starts, n_all, i))
         return torch.cat(parts, 1).numpy(), depth.numpy()
 
-    def _exit_part(self, calls: list[dict], starts: np.ndarray, n_all: int, i: int) -> torch.Tensor:
-        """Exit i's confidences [n_all, 3] (NaN where not reached), against each sample's final decision."""
-        f = torch.full((n_all, WIDTH), float("nan"))
-        for call, start in zip(calls, starts):
+    @staticmethod
+    def _exit_rows(calls: list[dict]) -> list[tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]]:
+        """Per call: each exit's log-probs, the samples (of the call's n) they belong to, and each
+        sample's decision, which is the exit it left at."""
+        out = []
+        for call in calls:
             lps = call.get("exit_lp")
+            if not call["n"]:
+                out.append(([], [], torch.zeros(0, dtype=torch.long)))
+                continue
             if lps is None:
                 raise WeightsError("this screen reads the target's exits, but its model records no per-exit log-probs",
                                    "screen an early-exit model (adaptive.EarlyExitModel), or retrain the screen with `exits: false`")
-            if i >= len(lps) or not lps[i].shape[0]:
-                continue
             ex = call["exit"] if call["exit"] is not None else torch.full((call["n"],), len(lps) - 1)
+            idx = [rows(lp.shape[0], ex, call["n"]) for lp in lps]
             decided = torch.zeros(call["n"], dtype=torch.long)
-            for m, lp in enumerate(lps):  # a sample's decision is the exit it left at
-                r = rows(lp.shape[0], ex, call["n"])
+            for m, (lp, r) in enumerate(zip(lps, idx)):
                 here = ex[r] == m
                 decided[r[here]] = lp[here].argmax(1)
-            r = rows(lps[i].shape[0], ex, call["n"])
-            f[r + int(start)] = exit_columns(lps[i], decided[r])
+            out.append((lps, idx, decided))
+        return out
+
+    @staticmethod
+    def _exit_part(exit_rows: list, starts: np.ndarray, n_all: int, i: int) -> torch.Tensor:
+        """Exit i's confidences [n_all, WIDTH], NaN where not reached."""
+        f = torch.full((n_all, WIDTH), float("nan"))
+        for (lps, idx, decided), start in zip(exit_rows, starts):
+            if i < len(lps) and lps[i].shape[0]:
+                f[idx[i] + int(start)] = exit_columns(lps[i], decided[idx[i]])
         return f
 
     def _width(self, d: int) -> int:
