@@ -203,10 +203,19 @@ def calibrate(log_probs, labels, flops, method: str, target_flops: float | None 
     return min(ok, key=lambda r: r["flops_share"]) if ok else max(rows, key=lambda r: r["accuracy"])
 
 
-def ic_loss(model: EarlyExitModel, logits: list[torch.Tensor], y: torch.Tensor):
-    """Mean NLL over every exit (ZTW: over its ensembles)."""
-    lps = model.log_probs(logits)
-    return sum(F.nll_loss(lp, y) for lp in lps) / len(lps)
+ZtwLoss = Literal["ensemble", "separate"]
+
+
+def ic_loss(model: EarlyExitModel, logits: list[torch.Tensor], y: torch.Tensor, ztw_loss: ZtwLoss = "ensemble"):
+    """Mean NLL over every exit. ZTW, `ensemble`: over its ensembles, so each head learns through
+    them; `separate` (as the ZTW paper trains): each head on its own cross-entropy, and the
+    ensembles on the heads' outputs detached, so they learn to combine and not to reshape."""
+    if model.ensemble is None or ztw_loss == "ensemble":
+        lps = model.log_probs(logits)
+        return sum(F.nll_loss(lp, y) for lp in lps) / len(lps)
+    own = sum(F.cross_entropy(z, y) for z in logits)
+    ens = sum(F.nll_loss(lp, y) for lp in model.ensemble([z.detach() for z in logits]))
+    return (own + ens) / len(logits)
 
 
 class EarlyExitClassifier(EarlyExitModel):

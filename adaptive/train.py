@@ -13,7 +13,7 @@ from typing import Literal
 import torch
 from torch.nn import functional as F
 
-from adaptive.model import EarlyExitModel, ic_loss
+from adaptive.model import EarlyExitModel, ZtwLoss, ic_loss
 
 Regime = Literal["joint", "disjoint", "mixed"]
 
@@ -34,8 +34,8 @@ def _epochs(model, params, batches: Iterable, epochs: int, lr: float, loss_fn, t
 
 
 def train(model: EarlyExitModel, batches, regime: Regime, epochs: int, lr: float = 3e-3,
-          backbone_epochs: int | None = None) -> EarlyExitModel:
-    """`batches`: a re-iterable of (x, y) with len(); epochs are per phase."""
+          backbone_epochs: int | None = None, ztw_loss: ZtwLoss = "ensemble") -> EarlyExitModel:
+    """`batches`: a re-iterable of (x, y) with len(); epochs are per phase. `ztw_loss`: see ic_loss."""
     base_params = list(model.base.parameters())
     exit_params = [p for n, p in model.named_parameters() if not n.startswith("base.")]
 
@@ -43,7 +43,7 @@ def train(model: EarlyExitModel, batches, regime: Regime, epochs: int, lr: float
         return F.cross_entropy(model.base(x), y)
 
     def all_exits(x, y):
-        return ic_loss(model, model.forward_all(x), y)
+        return ic_loss(model, model.forward_all(x), y, ztw_loss)
 
     if regime == "joint":
         _epochs(model, base_params + exit_params, batches, epochs, lr, all_exits, True)

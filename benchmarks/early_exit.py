@@ -70,6 +70,12 @@ def main():
     ap.add_argument("--exits", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--hidden", type=int, default=0, help="IC hidden width; 0: linear ICs, as shipped")
     ap.add_argument("--conv", type=int, default=64, help="IC conv channels before pooling, as shipped; 0: pool the block as is")
+    ap.add_argument("--ztw-loss", choices=["ensemble", "separate"], default="ensemble",
+                    help="ZTW heads learn through their ensembles (as shipped), or on their own losses with the ensembles "
+                         "on detached outputs (the ZTW paper's split)")
+    ap.add_argument("--ics", nargs="+", choices=["sdn", "ztw"], default=["sdn", "ztw"],
+                    help="which ICs to train; rows of the others are read from the last full run (early_exit.json) and "
+                         "marked so: only a full run's rows are all from one run")
     a = ap.parse_args()
     torch.manual_seed(0)
     xtr, ytr = tensors(read_crops(a.data, "train"), True, a.train_subset)
@@ -81,7 +87,12 @@ def main():
     print(f"full model (shipped condition.pt): test accuracy {full_acc:.4f} on {len(yte)} crops; "
           f"training ICs on {len(ytr)} crops, {a.epochs} epochs per phase")
     results, models = {"full": {"accuracy": full_acc}}, {}
-    for ic_kind in ("sdn", "ztw"):
+    if set(a.ics) != {"sdn", "ztw"}:
+        last = json.loads((OUT / "early_exit.json").read_text())
+        for k, v in last.items():
+            if "/" in k and k.split("/")[0] not in ({"sdn", "pbee"} if "sdn" in a.ics else {"ztw"}):
+                results[f"{k} (last full run)"] = v
+    for ic_kind in a.ics:
         for regime in ("disjoint", "mixed", "joint"):
             torch.manual_seed(0)
             from adaptive.backbone import Classifier
@@ -90,7 +101,7 @@ def main():
             m = EarlyExitModel(base, 4, ExitConfig(method=ic_kind, exits=a.exits, hidden=a.hidden, conv=a.conv))
             t0 = time.time()
             # disjoint/mixed start from the trained backbone, so their backbone-first phase is already done
-            train(m, tb, regime, a.epochs, lr=3e-3, backbone_epochs=0 if regime != "joint" else None)
+            train(m, tb, regime, a.epochs, lr=3e-3, backbone_epochs=0 if regime != "joint" else None, ztw_loss=a.ztw_loss)
             m.eval()
             with torch.no_grad():
                 lps = m.log_probs(m.forward_all(xte))
@@ -112,6 +123,8 @@ def main():
             print(f"{k:18s}" + "".join(f"{v['table'][str(b)]:9.4f}" for b in BUDGETS))
     print(f"{'full model':18s}" + "".join(f"{full_acc if b == 1.0 else float('nan'):9.4f}" for b in BUDGETS))
     # wall clock: batched shrinking inference of the best ZTW at 50% FLOPs against the full model, same run
+    if "ztw" not in a.ics:
+        return finish(results, a)
     z = max(("disjoint", "mixed", "joint"), key=lambda r: results[f"ztw/{r}"]["table"]["0.5"])
     m = models[("ztw", z)]
     pts = [p for p in results[f"ztw/{z}"]["curve"] if p["flops_share"] <= 0.5]
@@ -131,10 +144,15 @@ def main():
           f"({100 * acc_ee / full_acc:.1f}% of full)")
     results["wall_clock"] = {"regime": z, "threshold": m.cfg.threshold, "full_s": t_full, "ztw_s": t_ee,
                              "speedup": t_full / t_ee, "accuracy": acc_ee, "full_accuracy": full_acc}
+    finish(results, a)
+
+
+def finish(results: dict, a) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
-    name = "early_exit" + (f"_hidden{a.hidden}" if a.hidden else "") + (f"_conv{a.conv}" if a.conv != 64 else "")
+    name = ("early_exit" + (f"_hidden{a.hidden}" if a.hidden else "") + (f"_conv{a.conv}" if a.conv != 64 else "")
+            + (f"_ztw-{a.ztw_loss}" if a.ztw_loss != "ensemble" else "") + ("" if len(a.ics) == 2 else f"_only-{a.ics[0]}"))
     results["settings"] = {"train_subset": a.train_subset, "epochs": a.epochs, "exits": a.exits, "hidden": a.hidden,
-                           "conv": a.conv}
+                           "conv": a.conv, "ztw_loss": a.ztw_loss, "ics": a.ics}
     (OUT / f"{name}.json").write_text(json.dumps(results, indent=2))
     plot(results, OUT / f"{name}.png")
 
@@ -148,7 +166,8 @@ def plot(results, path):
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), sharey=True)
     for ax, regime in zip(axes, ("disjoint", "mixed", "joint")):
         for method, style in (("sdn", "-"), ("pbee", "--"), ("ztw", "-")):
-            pts = sorted(results[f"{method}/{regime}"]["curve"], key=lambda p: p["flops_share"])
+            key = next(k for k in results if k.split(" ")[0] == f"{method}/{regime}")
+            pts = sorted(results[key]["curve"], key=lambda p: p["flops_share"])
             ax.plot([p["flops_share"] for p in pts], [p["accuracy"] for p in pts], style, marker=".", label=method.upper())
         ax.axhline(results["full"]["accuracy"], color="k", lw=0.8, ls=":", label="full model")
         ax.set(title=f"{regime} training", xlabel="average FLOPs / full model")

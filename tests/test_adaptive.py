@@ -133,3 +133,25 @@ def test_folding_batchnorm_keeps_outputs_and_skips_norms_with_activations():
     assert isinstance(seq[1], NormAct)
     with pytest.raises(ValueError, match="eval"):
         fold_batchnorm(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)))
+
+
+def test_ztw_separate_loss_trains_heads_alone_and_ensembles_on_detached_outputs():
+    from adaptive.model import ic_loss
+
+    m = model("ztw")
+    x, y = toy(32)
+    for kind in ("ensemble", "separate"):
+        m.zero_grad()
+        logits = m.forward_all(x)
+        ic_loss(m, logits, y, kind).backward()
+        assert m.ensemble.raw_w.grad is not None and m.ensemble.raw_w.grad.abs().sum() > 0
+        assert all(p.grad is not None for p in m.ics[0].parameters())
+    # separate: the first IC's gradient is that of its own cross-entropy over the count of exits, nothing more
+    m.zero_grad()
+    z0 = m.forward_all(x)[0]
+    (torch.nn.functional.cross_entropy(z0, y) / m.n_exits).backward()
+    own = [p.grad.clone() for p in m.ics[0].parameters()]
+    m.zero_grad()
+    ic_loss(m, m.forward_all(x), y, "separate").backward()
+    for g, p in zip(own, m.ics[0].parameters()):
+        torch.testing.assert_close(p.grad, g)
