@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from pipeline.errors import ConfigError
+
 WIDTH = 2   # features per exit
 CAP = 30.0  # margins beyond this carry no more information, only float noise
 
@@ -27,8 +29,6 @@ def exit_columns(lp: torch.Tensor, decided: torch.Tensor) -> torch.Tensor:
 def check_layers(model: torch.nn.Module, layers: list[str], what: str) -> None:
     """A screen that reads the exits needs layer i to be the block exit i sits on, so that a sample
     reaching layer i has also reached exit i, and no further."""
-    from pipeline.errors import ConfigError
-
     exits = getattr(getattr(model, "cfg", None), "exits", None)
     if exits is None or not hasattr(model, "base"):
         raise ConfigError(f"{what} has no early exits for the screen to read", "set the screen target's `exits: false`")
