@@ -27,6 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from sklearn.ensemble import IsolationForest
 from sklearn.metrics import roc_auc_score
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,7 +82,7 @@ class Bench:
 
     def unsup_kind(self) -> str:
         last = self.screen.detectors[len(self.screen.layers)].steps[-1][1]
-        return "iforest" if type(last).__name__ == "IsolationForest" else "gmm"
+        return "iforest" if isinstance(last, IsolationForest) else "gmm"
 
     def attack(self, name: str, strength: str, x: np.ndarray, split: str) -> np.ndarray:
         """Adversarial inputs, cached under benchmarks/.cache so detector settings can be rerun cheaply."""
