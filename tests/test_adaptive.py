@@ -155,3 +155,29 @@ def test_ztw_separate_loss_trains_heads_alone_and_ensembles_on_detached_outputs(
     ic_loss(m, m.forward_all(x), y, "separate").backward()
     for g, p in zip(own, m.ics[0].parameters()):
         torch.testing.assert_close(p.grad, g)
+
+
+def test_fit_ensemble_learns_on_held_out_data_to_distrust_a_head_that_does_not_generalise():
+    from adaptive.train import fit_ensemble
+
+    x, y = toy(256)
+    m = model("ztw")
+    train(m, [(x[i : i + 32], y[i : i + 32]) for i in range(0, 256, 32)], "disjoint", epochs=4, lr=1e-2)
+    with torch.no_grad():  # a final head that learnt the wrong thing: it names the next class
+        m.base.head[-1].weight.copy_(m.base.head[-1].weight.roll(1, 0))
+        m.base.head[-1].bias.copy_(m.base.head[-1].bias.roll(1, 0))
+    frozen = {n: p.clone() for n, p in m.named_parameters() if not n.startswith("ensemble.")}
+    xt, yt = toy(256, seed=2)
+
+    def final_acc():
+        m.eval()
+        with torch.no_grad():
+            return float((m.log_probs(m.forward_all(xt))[-1].argmax(1) == yt).float().mean())
+
+    before = final_acc()
+    fit_ensemble(m, *toy(256, seed=1), batch=100)
+    after = final_acc()
+    assert before < 0.5 and after > 0.8, (before, after)  # it leans on the ICs instead, on data it never saw
+    assert all(torch.equal(p, frozen[n]) for n, p in m.named_parameters() if n in frozen)  # only the ensembles moved
+    with pytest.raises(ValueError, match="ZTW"):
+        fit_ensemble(model("sdn"), x, y)
