@@ -2,6 +2,7 @@
 SDN, PBEE and ZTW under each training regime, on the synthetic condition test crops.
 
     python benchmarks/early_exit.py [--train-subset N] [--epochs 3] [--hidden 0] [--conv 64]
+                                    [--regimes disjoint mixed joint] [--seeds 0 1 2]
 
 - full model: the shipped data/weights/condition.pt (the 100% FLOPs reference, same run);
 - disjoint: that backbone frozen, ICs trained on it; mixed: ICs and backbone trained together from
@@ -13,6 +14,10 @@ conv to N channels before its pooling (64 by default, as in the shipped conditio
 block as is). Writes benchmarks/results/early_exit.{json,png} (early_exit_hiddenN / _convN when they
 differ from the shipped heads) and prints the ZTW-paper-style table and the wall-clock of batched
 shrinking inference against the full model.
+
+One training run moves these tables by a few tenths of a point (the test set is 2,587 crops, so one point is
+26 crops). `--seeds` repeats every training with its own draw of augmentation, batch order and head
+initialisation, and the table then gives the mean and the standard deviation over seeds.
 """
 
 from __future__ import annotations
@@ -30,12 +35,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from adaptive.model import EarlyExitModel, ExitConfig, sweep  # noqa: E402
-from adaptive.train import train  # noqa: E402
+from adaptive.train import fit_ensemble, train  # noqa: E402
 from pipeline.models import checkpoint  # noqa: E402
 from pipeline.train.condition import CropDataset, read_crops  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results"
 BUDGETS = (0.25, 0.5, 0.75, 1.0)
+REGIMES = ("disjoint", "mixed", "joint")
 
 
 def tensors(rows, train: bool, n: int | None = None, seed: int = 0):
@@ -76,58 +82,79 @@ def main():
     ap.add_argument("--ics", nargs="+", choices=["sdn", "ztw"], default=["sdn", "ztw"],
                     help="which ICs to train; rows of the others are read from the last full run (early_exit.json) and "
                          "marked so: only a full run's rows are all from one run")
+    ap.add_argument("--regimes", nargs="+", choices=REGIMES, default=list(REGIMES))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0],
+                    help="train every row once per seed; the table gives the mean (and std) over seeds")
     a = ap.parse_args()
-    torch.manual_seed(0)
-    xtr, ytr = tensors(read_crops(a.data, "train"), True, a.train_subset)
     xte, yte = tensors(read_crops(a.data, "test"), False)
-    tb = batches(xtr, ytr)
+    xva, yva = tensors(read_crops(a.data, "val"), False)
     full = shipped_base().eval()
     with torch.no_grad():
         full_acc = float((full(xte).argmax(1) == yte).float().mean())
     print(f"full model (shipped condition.pt): test accuracy {full_acc:.4f} on {len(yte)} crops; "
-          f"training ICs on {len(ytr)} crops, {a.epochs} epochs per phase")
+          f"{a.epochs} epochs per phase, seeds {a.seeds}")
     results, models = {"full": {"accuracy": full_acc}}, {}
-    if set(a.ics) != {"sdn", "ztw"}:
+    if set(a.ics) != {"sdn", "ztw"} or set(a.regimes) != set(REGIMES):
         last = json.loads((OUT / "early_exit.json").read_text())
         for k, v in last.items():
-            if "/" in k and k.split("/")[0] not in ({"sdn", "pbee"} if "sdn" in a.ics else {"ztw"}):
+            if "/" in k and not (k.split("/")[0] in ({"sdn", "pbee"} if "sdn" in a.ics else {"ztw", "ztw-val"})
+                                 and k.split("/")[1] in a.regimes):
                 results[f"{k} (last full run)"] = v
-    for ic_kind in a.ics:
-        for regime in ("disjoint", "mixed", "joint"):
-            torch.manual_seed(0)
-            from adaptive.backbone import Classifier
+    for seed in a.seeds:
+        # the crops' augmentation draws from numpy's global generator: seed it so a seed is one draw
+        np.random.seed(seed)
+        xtr, ytr = tensors(read_crops(a.data, "train"), True, a.train_subset)
+        tb = batches(xtr, ytr, seed=seed)
+        for ic_kind in a.ics:
+            for regime in a.regimes:
+                torch.manual_seed(seed)
+                from adaptive.backbone import Classifier
 
-            base = Classifier(4, (24, 48, 96, 160)) if regime == "joint" else shipped_base()
-            m = EarlyExitModel(base, 4, ExitConfig(method=ic_kind, exits=a.exits, hidden=a.hidden, conv=a.conv))
-            t0 = time.time()
-            # disjoint/mixed start from the trained backbone, so their backbone-first phase is already done
-            train(m, tb, regime, a.epochs, lr=3e-3, backbone_epochs=0 if regime != "joint" else None, ztw_loss=a.ztw_loss)
-            m.eval()
-            with torch.no_grad():
-                lps = m.log_probs(m.forward_all(xte))
-            flops = m.flops_per_exit(tuple(xte.shape[1:]))
-            per_exit = [float((lp.argmax(1) == yte).float().mean()) for lp in lps]
-            for method in (["sdn", "pbee"] if ic_kind == "sdn" else ["ztw"]):
-                pts = sweep(lps, yte, flops, method, thresholds=np.linspace(0.25, 1.0, 61))
-                results[f"{method}/{regime}"] = {"curve": pts, "per_exit_accuracy": per_exit,
-                                                  "flops_share_per_exit": (flops / flops[-1]).tolist(),
-                                                  "table": {str(b): best_at(pts, b) for b in BUDGETS},
-                                                  "train_seconds": round(time.time() - t0, 1)}
-            models[(ic_kind, regime)] = m
-            print(f"  {ic_kind}/{regime}: per-exit accuracy {[round(v, 3) for v in per_exit]} "
-                  f"({time.time() - t0:.0f} s)", flush=True)
+                base = Classifier(4, (24, 48, 96, 160)) if regime == "joint" else shipped_base()
+                m = EarlyExitModel(base, 4, ExitConfig(method=ic_kind, exits=a.exits, hidden=a.hidden, conv=a.conv))
+                t0 = time.time()
+                # disjoint/mixed start from the trained backbone, so their backbone-first phase is already done
+                train(m, tb, regime, a.epochs, lr=3e-3, backbone_epochs=0 if regime != "joint" else None, ztw_loss=a.ztw_loss)
+                # ZTW twice from the same heads: ensembles as trained, then refit on the val crops (fit_ensemble)
+                variants = [("sdn", "pbee")] if ic_kind == "sdn" else [("ztw",), ("ztw-val",)]
+                for methods in variants:
+                    if methods == ("ztw-val",):
+                        fit_ensemble(m, xva, yva)
+                    m.eval()
+                    with torch.no_grad():
+                        lps = m.log_probs(m.forward_all(xte))
+                    flops = m.flops_per_exit(tuple(xte.shape[1:]))
+                    per_exit = [float((lp.argmax(1) == yte).float().mean()) for lp in lps]
+                    for method in methods:
+                        pts = sweep(lps, yte, flops, "ztw" if method == "ztw-val" else method,
+                                    thresholds=np.linspace(0.25, 1.0, 61))
+                        row = results.setdefault(f"{method}/{regime}", {"curve": pts, "per_exit_accuracy": per_exit,
+                                                                         "flops_share_per_exit": (flops / flops[-1]).tolist(),
+                                                                         "train_seconds": round(time.time() - t0, 1),
+                                                                         "seeds": {}})
+                        row["seeds"][str(seed)] = {"table": {str(b): best_at(pts, b) for b in BUDGETS},
+                                                   "per_exit_accuracy": per_exit}
+                        tables = np.array([[v["table"][str(b)] for b in BUDGETS] for v in row["seeds"].values()])
+                        row["table"] = dict(zip(map(str, BUDGETS), tables.mean(0).tolist()))
+                        row["table_std"] = dict(zip(map(str, BUDGETS), tables.std(0).tolist()))
+                    print(f"  seed {seed} {'/'.join(methods)}/{regime}: per-exit accuracy {[round(v, 3) for v in per_exit]} "
+                          f"({time.time() - t0:.0f} s)", flush=True)
+                models[(ic_kind, regime)] = m
     print("\nbest test accuracy at <= share of the full model's FLOPs (ZTW paper's table format)")
-    print(f"{'method/regime':18s}" + "".join(f"{int(b * 100):>8d}%" for b in BUDGETS))
+    print(f"{'method/regime':30s}" + "".join(f"{int(b * 100):>8d}%" for b in BUDGETS))
     for k, v in results.items():
         if k != "full":
-            print(f"{k:18s}" + "".join(f"{v['table'][str(b)]:9.4f}" for b in BUDGETS))
-    print(f"{'full model':18s}" + "".join(f"{full_acc if b == 1.0 else float('nan'):9.4f}" for b in BUDGETS))
+            std = v.get("table_std") if len(a.seeds) > 1 and "(" not in k else None
+            print(f"{k:30s}" + "".join(f"{v['table'][str(b)]:9.4f}" + (f" ±{std[str(b)]:.4f}" if std else "")
+                                       for b in BUDGETS))
+    print(f"{'full model':30s}" + "".join(f"{full_acc if b == 1.0 else float('nan'):9.4f}" for b in BUDGETS))
     # wall clock: batched shrinking inference of the best ZTW at 50% FLOPs against the full model, same run
     if "ztw" not in a.ics:
         return finish(results, a)
-    z = max(("disjoint", "mixed", "joint"), key=lambda r: results[f"ztw/{r}"]["table"]["0.5"])
+    # the models now hold their val-fitted ensembles, so time the ztw-val rows
+    z = max(a.regimes, key=lambda r: results[f"ztw-val/{r}"]["table"]["0.5"])
     m = models[("ztw", z)]
-    pts = [p for p in results[f"ztw/{z}"]["curve"] if p["flops_share"] <= 0.5]
+    pts = [p for p in results[f"ztw-val/{z}"]["curve"] if p["flops_share"] <= 0.5]
     m.cfg.threshold = max(pts, key=lambda p: p["accuracy"])["threshold"] if pts else 0.5
     torch.set_num_threads(2)
     with torch.no_grad():
@@ -150,9 +177,12 @@ def main():
 def finish(results: dict, a) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     name = ("early_exit" + (f"_hidden{a.hidden}" if a.hidden else "") + (f"_conv{a.conv}" if a.conv != 64 else "")
-            + (f"_ztw-{a.ztw_loss}" if a.ztw_loss != "ensemble" else "") + ("" if len(a.ics) == 2 else f"_only-{a.ics[0]}"))
+            + (f"_ztw-{a.ztw_loss}" if a.ztw_loss != "ensemble" else "") + ("" if len(a.ics) == 2 else f"_only-{a.ics[0]}")
+            + ("" if set(a.regimes) == set(REGIMES) else "_" + "-".join(a.regimes))
+            + ("" if a.seeds == [0] else "_seeds" + "-".join(map(str, a.seeds))))
     results["settings"] = {"train_subset": a.train_subset, "epochs": a.epochs, "exits": a.exits, "hidden": a.hidden,
-                           "conv": a.conv, "ztw_loss": a.ztw_loss, "ics": a.ics}
+                           "conv": a.conv, "ztw_loss": a.ztw_loss, "ics": a.ics,
+                           "regimes": a.regimes, "seeds": a.seeds}
     (OUT / f"{name}.json").write_text(json.dumps(results, indent=2))
     plot(results, OUT / f"{name}.png")
 
@@ -165,8 +195,10 @@ def plot(results, path):
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), sharey=True)
     for ax, regime in zip(axes, ("disjoint", "mixed", "joint")):
-        for method, style in (("sdn", "-"), ("pbee", "--"), ("ztw", "-")):
-            key = next(k for k in results if k.split(" ")[0] == f"{method}/{regime}")
+        for method, style in (("sdn", "-"), ("pbee", "--"), ("ztw", "-"), ("ztw-val", "-")):
+            key = next((k for k in results if k.split(" ")[0] == f"{method}/{regime}"), None)
+            if key is None:  # an older run without this row
+                continue
             pts = sorted(results[key]["curve"], key=lambda p: p["flops_share"])
             ax.plot([p["flops_share"] for p in pts], [p["accuracy"] for p in pts], style, marker=".", label=method.upper())
         ax.axhline(results["full"]["accuracy"], color="k", lw=0.8, ls=":", label="full model")
