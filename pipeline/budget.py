@@ -26,9 +26,9 @@ PRESETS: dict[str, dict[str, dict]] = {
         # damage gate (if the stage has one)
         "balanced": {"reuse": {"enabled": True, "mode": "motion", "max_run": 2, "max_diff": 5.0, "max_shift": 0.06},
                      "stages": {"component_condition": {"carry_iou": 0.8}}},
-        # crops exit at 0.75: on the validation crops 38% of the classifier's FLOPs and 0.876 accuracy, against
-        # 49% and 0.887 at the calibrated 0.85; components are segmented at 0.375 of the frame instead of the
-        # trained 0.5 (benchmarks/component_scale.py)
+        # crops exit at 0.75: on the test crops 37% of the classifier's FLOPs and 0.885 accuracy, against 48%
+        # and 0.901 at the calibrated 0.86 (benchmarks/condition_ee.py --threshold); components are segmented
+        # at 0.375 of the frame instead of the trained 0.5 (benchmarks/component_scale.py)
         "fast": {"reuse": {"enabled": True, "mode": "motion", "max_run": 5, "max_diff": 6.0, "max_shift": 0.08},
                  "stages": {"component_condition": {"exit_threshold": 0.75, "carry_iou": 0.8, "carry_max": 2},
                             "component_segmentation": {"input_scale": 0.375}}},
