@@ -89,6 +89,13 @@ def test_bad_exit_config_is_a_clear_error():
 
     with pytest.raises(ValidationError):
         ExitConfig(exits=[0], threshold=1.5)
+    from pipeline.train.condition_ee import train as train_ee
+
+    # refused before any weights or crops load
+    with pytest.raises(ConfigError, match="ensemble_fit.*'sdn'"):
+        train_ee({"method": "sdn", "ensemble_fit": "val"})
+    with pytest.raises(ConfigError, match="ztw_loss: 'both'"):
+        train_ee({"method": "ztw", "ztw_loss": "both"})
 
 
 def test_condition_stage_swaps_in_the_early_exit_model_through_yaml(tiny):

@@ -33,6 +33,12 @@ def stack(loader):
 
 
 def train(p: dict) -> dict:
+    fit = p.get("ensemble_fit", "train")
+    if fit not in ("train", "val") or (fit == "val" and p["method"] != "ztw"):
+        raise ConfigError(f"train_condition_ee.ensemble_fit: {fit!r} with method {p['method']!r}",
+                          "use 'train', or 'val' with method ztw (only ZTW has ensembles to fit)")
+    if p.get("ztw_loss", "ensemble") not in ("ensemble", "separate"):
+        raise ConfigError(f"train_condition_ee.ztw_loss: {p['ztw_loss']!r}", "use 'ensemble' or 'separate'")
     setup(p.get("seed", 0))
     root = Path(p["data"])
     base, meta = checkpoint.load(p["init"], "condition_classification")
@@ -45,12 +51,6 @@ def train(p: dict) -> dict:
     if p.get("subset") and p["subset"] < len(rows):
         rows = [rows[i] for i in np.random.default_rng(0).choice(len(rows), p["subset"], replace=False)]
     loader = DataLoader(CropDataset(rows, True), batch_size=p["batch"], shuffle=True)
-    fit = p.get("ensemble_fit", "train")
-    if fit not in ("train", "val") or (fit == "val" and p["method"] != "ztw"):
-        raise ConfigError(f"train_condition_ee.ensemble_fit: {fit!r} with method {p['method']!r}",
-                          "use 'train', or 'val' with method ztw (only ZTW has ensembles to fit)")
-    if p.get("ztw_loss", "ensemble") not in ("ensemble", "separate"):
-        raise ConfigError(f"train_condition_ee.ztw_loss: {p['ztw_loss']!r}", "use 'ensemble' or 'separate'")
     train_exits(model, loader, p["regime"], p["epochs"], lr=p["lr"], backbone_epochs=0,
                 ztw_loss=p.get("ztw_loss", "ensemble"))
     model.eval()
