@@ -76,9 +76,9 @@ def main():
     ap.add_argument("--exits", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--hidden", type=int, default=0, help="IC hidden width; 0: linear ICs, as shipped")
     ap.add_argument("--conv", type=int, default=64, help="IC conv channels before pooling, as shipped; 0: pool the block as is")
-    ap.add_argument("--ztw-loss", choices=["ensemble", "separate"], default="ensemble",
-                    help="ZTW heads learn through their ensembles (as shipped), or on their own losses with the ensembles "
-                         "on detached outputs (the ZTW paper's split)")
+    ap.add_argument("--ztw-loss", choices=["ensemble", "separate"], default="separate",
+                    help="ZTW heads learn on their own losses with the ensembles on detached outputs (the ZTW paper's "
+                         "split, as shipped), or through their ensembles")
     ap.add_argument("--ics", nargs="+", choices=["sdn", "ztw"], default=["sdn", "ztw"],
                     help="which ICs to train; rows of the others are read from the last full run (early_exit.json) and "
                          "marked so: only a full run's rows are all from one run")
@@ -95,7 +95,8 @@ def main():
           f"{a.epochs} epochs per phase, seeds {a.seeds}")
     results, models = {"full": {"accuracy": full_acc}}, {}
     if set(a.ics) != {"sdn", "ztw"} or set(a.regimes) != set(REGIMES):
-        last = json.loads((OUT / "early_exit.json").read_text())
+        # the other rows from the last run of every row with the same ICs and loss
+        last = json.loads((OUT / f"{out_name(a, every_row=True)}.json").read_text())
         for k, v in last.items():
             if "/" in k and not (k.split("/")[0] in ({"sdn", "pbee"} if "sdn" in a.ics else {"ztw", "ztw-val"})
                                  and k.split("/")[1] in a.regimes):
@@ -174,12 +175,21 @@ def main():
     finish(results, a)
 
 
-def finish(results: dict, a) -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
+def out_name(a, every_row: bool = False) -> str:
+    """The results' file name: the settings that differ from the shipped ones; `every_row`: that of a
+    run of every IC kind and regime with seed 0 and otherwise these settings."""
     name = ("early_exit" + (f"_hidden{a.hidden}" if a.hidden else "") + (f"_conv{a.conv}" if a.conv != 64 else "")
-            + (f"_ztw-{a.ztw_loss}" if a.ztw_loss != "ensemble" else "") + ("" if len(a.ics) == 2 else f"_only-{a.ics[0]}")
+            + (f"_ztw-{a.ztw_loss}" if a.ztw_loss != "separate" else ""))
+    if every_row:
+        return name
+    return (name + ("" if len(a.ics) == 2 else f"_only-{a.ics[0]}")
             + ("" if set(a.regimes) == set(REGIMES) else "_" + "-".join(a.regimes))
             + ("" if a.seeds == [0] else "_seeds" + "-".join(map(str, a.seeds))))
+
+
+def finish(results: dict, a) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    name = out_name(a)
     results["settings"] = {"train_subset": a.train_subset, "epochs": a.epochs, "exits": a.exits, "hidden": a.hidden,
                            "conv": a.conv, "ztw_loss": a.ztw_loss, "ics": a.ics,
                            "regimes": a.regimes, "seeds": a.seeds}
