@@ -94,7 +94,7 @@ def main():
         full_acc = float((full(xte).argmax(1) == yte).float().mean())
     print(f"full model (shipped condition.pt): test accuracy {full_acc:.4f} on {len(yte)} crops; "
           f"{a.epochs} epochs per phase, seeds {a.seeds}")
-    # curves: the last seed's, which the wall clock needs beside that seed's models (a row's "curve" is seed 0's)
+    # curves: the last seed's, which the wall clock needs beside that seed's models (a row's "curve" is the first seed's)
     results, models, curves = {"full": {"accuracy": full_acc}}, {}, {}
     if set(a.ics) != {"sdn", "ztw"} or set(a.regimes) != set(REGIMES):
         # the other rows from the last run of every row with the same ICs and loss
