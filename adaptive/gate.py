@@ -153,6 +153,7 @@ class YoloGate:
             raise ConfigError(f"gate layer {layer} does not exist: the detector has layers 0..{n_layers - 2} before its head",
                               "retrain the gate with an existing layer")
         self.model, self.gate, self.layer = yolo.model, gate, layer
+        self.gate_device = next(gate.parameters()).device
         self.shapes: dict[tuple, object] = {}  # input size -> one full output, to shape empty answers
         self.counts = _Counts(inputs=0, gated=0, threshold=threshold)
         yolo.model._predict_once = self._predict_once
@@ -186,6 +187,9 @@ class YoloGate:
             x = m(x)
             y.append(x if m.i in m_all.save else None)
             if m.i == self.layer:
+                if self.gate_device != x.device:  # ultralytics moves its copy of the network, not the gate
+                    self.gate.to(x.device)
+                    self.gate_device = x.device
                 p = torch.sigmoid(self.gate(x)).flatten(1).amax(1)
                 keep = p >= self.threshold
                 self.counts["inputs"] += n

@@ -128,7 +128,9 @@ def process_chunk(run_key: str, k: int, first: int, stop: int) -> dict:
 
 
 def _fingerprint(source: str, cfg: FlowConfig) -> str:
-    return hashlib.sha256(json.dumps([str(source), cfg.model_dump()], sort_keys=True, default=str).encode()).hexdigest()[:16]
+    # not the device: a run interrupted on the GPU may be resumed on the CPU (the masks agree to float rounding)
+    return hashlib.sha256(json.dumps([str(source), cfg.model_dump(exclude={"device"})], sort_keys=True,
+                                     default=str).encode()).hexdigest()[:16]
 
 
 def _plan(source, chunk_frames: int) -> list[tuple[int, int]]:
@@ -140,10 +142,12 @@ def _plan(source, chunk_frames: int) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-def prepare(source: str, out: str, config: str | None = None, resume: bool = False):
+def prepare(source: str, out: str, config: str | None = None, resume: bool = False, device: str | None = None):
     """Every check that can fail on bad input, done before the flow starts: config, source,
-    output folder, and every stage's weights. Returns what the flow needs."""
+    output folder, and every stage's weights. Returns what the flow needs. `device` overrides the config's."""
     cfg, base = load_flow_config(config or DEFAULT_CONFIG)
+    if device is not None:
+        cfg = cfg.model_copy(update={"device": device})
     out_dir = Path(out)
     src = open_source(source, cfg.source.options())
     if src.total is None:
@@ -158,16 +162,19 @@ def prepare(source: str, out: str, config: str | None = None, resume: bool = Fal
         if prior["fingerprint"] != fp:
             raise InspectflowError(f"{out_dir} holds a run of another source or config, which --resume cannot continue",
                                    "use the same --source and --config as that run, or choose another --out")
-    if fp not in _PIPELINES:
+    key = f"{fp}:{cfg.device}"
+    if key not in _PIPELINES:
         _PIPELINES.clear()
-        _PIPELINES[fp] = Pipeline.from_config(cfg, base)
-    return cfg, src, _PIPELINES[fp], fp
+        _PIPELINES[key] = Pipeline.from_config(cfg, base)
+    return cfg, src, _PIPELINES[key], fp
 
 
 @flow(name="damage-survey", log_prints=True, persist_result=False)
-def damage_survey(source: str, out: str, config: str | None = None, resume: bool = False, progress: bool = True) -> dict:
-    """Run the damage survey over `source` and write events, video, summary and report to `out`."""
-    cfg, src, pipe, fp = prepare(source, out, config, resume)
+def damage_survey(source: str, out: str, config: str | None = None, resume: bool = False, progress: bool = True,
+                  device: str | None = None) -> dict:
+    """Run the damage survey over `source` and write events, video, summary and report to `out`; `device`
+    (cpu, cuda, cuda:N, mps) places every model there, over the config's setting."""
+    cfg, src, pipe, fp = prepare(source, out, config, resume, device)
     out_dir, run_file = Path(out), Path(out) / "run.json"
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_json(run_file, {"fingerprint": fp, "source": str(source), "config": str(config or DEFAULT_CONFIG), "flow": cfg.model_dump()})

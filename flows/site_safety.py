@@ -13,22 +13,19 @@ import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import ClassVar
 
 from prefect import flow, task
-from pydantic import Field, field_validator
 from tqdm import tqdm
 
 import pipeline
 from pipeline.budget import compute_summary
-from pipeline.config import load_yaml, validate
 from pipeline.errors import InspectflowError
-from pipeline.reuse import ReuseConfig
-from pipeline.runner import DEFAULT_CONFIGS, BaseFlowConfig, Pipeline
-from pipeline.safety.alerts import AlertConfig, AlertSink
+from pipeline.runner import DEFAULT_CONFIGS, Pipeline
+from pipeline.safety.alerts import AlertSink
 from pipeline.safety.draw import annotate_safety
-from pipeline.safety.status import StatusConfig, WorkerStatus
-from pipeline.safety.zones import Zone, ZoneMap
+from pipeline.safety.flow_config import SafetyFlowConfig, load_config  # noqa: F401  (load_config: the flow's API too)
+from pipeline.safety.status import WorkerStatus
+from pipeline.safety.zones import ZoneMap
 from pipeline.safety.report import render_safety_html
 from pipeline.screen.review import write_review, write_thumbnail
 from pipeline.sinks import EventLog, VideoPart, atomic_json, atomic_write, concat_videos
@@ -37,27 +34,6 @@ from pipeline.sources import open_source
 DEFAULT_CONFIG = DEFAULT_CONFIGS / "site-safety.yaml"
 _RUNS: dict[str, dict] = {}
 _PIPELINES: dict[str, Pipeline] = {}
-
-
-class SafetyFlowConfig(BaseFlowConfig):
-    flow_name: ClassVar[str] = "site-safety"
-    chunk_frames: int = Field(100, ge=1, description="frames per Prefect task")
-    zones: list[Zone] = Field(default_factory=list)
-    status: StatusConfig = StatusConfig()
-    alerts: AlertConfig = AlertConfig()
-
-    @field_validator("reuse")
-    @classmethod
-    def _fixed_camera(cls, v: ReuseConfig) -> ReuseConfig:
-        if v.mode != "still":
-            raise ValueError("site-safety reuses results only from a fixed camera: use mode `still` "
-                             "(motion mode shifts masks, not worker tracks)")
-        return v
-
-
-def load_config(path: str | Path) -> tuple[SafetyFlowConfig, Path]:
-    path = Path(path)
-    return validate(SafetyFlowConfig, load_yaml(path), str(path)), path.parent
 
 
 def _feet(d) -> tuple[float, float]:
@@ -117,9 +93,12 @@ def process_chunk(run_key: str, k: int) -> dict:
             "done": len(frames) < cfg.chunk_frames}
 
 
-def prepare(source: str, out: str, config: str | None = None):
-    """Everything that can fail on bad input, before Prefect starts: config, zones, source, output folder, weights."""
+def prepare(source: str, out: str, config: str | None = None, device: str | None = None):
+    """Everything that can fail on bad input, before Prefect starts: config, zones, source, output folder, weights.
+    `device` overrides the config's."""
     cfg, base = load_config(config or DEFAULT_CONFIG)
+    if device is not None:
+        cfg = cfg.model_copy(update={"device": device})
     src = open_source(source, cfg.source.options())
     out_dir = Path(out)
     if (out_dir / "run.json").exists():
@@ -134,13 +113,14 @@ def prepare(source: str, out: str, config: str | None = None):
 
 @flow(name="site-safety", log_prints=True, persist_result=False)
 def site_safety(source: str, out: str, config: str | None = None, progress: bool = True,
-                run_subdir: bool = False) -> dict:
+                run_subdir: bool = False, device: str | None = None) -> dict:
     """Check hard hats on `source`; write events.jsonl, alerts.jsonl, snapshots/, annotated.mp4, summary.json
     and report.html.
-    With `run_subdir`, each run writes to a new OUT/<UTC time>/ folder (used by scheduled jobs)."""
+    With `run_subdir`, each run writes to a new OUT/<UTC time>/ folder (used by scheduled jobs); `device`
+    (cpu, cuda, cuda:N, mps) places every model there, over the config's setting."""
     if run_subdir:
         out = str(Path(out) / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
-    cfg, src, pipe = prepare(source, out, config)
+    cfg, src, pipe = prepare(source, out, config, device)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_json(out_dir / "run.json", {"source": str(source), "config": str(config or DEFAULT_CONFIG),

@@ -32,7 +32,9 @@ def run(flow_name: str = typer.Argument(..., metavar="FLOW", help=f"one of: {', 
         source: str = typer.Option(..., help="video file, image folder or glob, stream URL, or camera index"),
         out: Path = typer.Option(..., help="output folder"),
         config: Optional[Path] = typer.Option(None, help="flow config YAML (default: the shipped one)"),
-        resume: bool = typer.Option(False, help="continue an interrupted run in --out")):
+        resume: bool = typer.Option(False, help="continue an interrupted run in --out"),
+        device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:N or mps: every model runs there "
+                                             "(default: the flow config's `device:`, else each stage's)")):
     """Run a flow. damage-survey writes events.jsonl, annotated.mp4, summary.json and report.html;
     site-safety writes events.jsonl, alerts.jsonl, snapshots/, annotated.mp4 and summary.json."""
     try:
@@ -45,8 +47,8 @@ def run(flow_name: str = typer.Argument(..., metavar="FLOW", help=f"one of: {', 
             from flows.site_safety import prepare as prepare_safety
             from flows.site_safety import site_safety
 
-            prepare_safety(source, str(out), str(config) if config else None)
-            s = site_safety(source=source, out=str(out), config=str(config) if config else None)
+            prepare_safety(source, str(out), str(config) if config else None, device)
+            s = site_safety(source=source, out=str(out), config=str(config) if config else None, device=device)
             typer.echo(f"{s['frames_processed']} frames at {s['fps']:.1f} frames/s; {s['workers_seen']} workers, "
                        f"{len(s['violations'])} violations; alerts: {out / 'alerts.jsonl'}; report: {out / 'report.html'}")
             if s["alerts"]["pending"]:
@@ -55,8 +57,8 @@ def run(flow_name: str = typer.Argument(..., metavar="FLOW", help=f"one of: {', 
             return
         from flows.damage_survey import damage_survey, prepare
 
-        prepare(source, str(out), str(config) if config else None, resume)  # bad input fails here, before Prefect starts
-        s = damage_survey(source=source, out=str(out), config=str(config) if config else None, resume=resume)
+        prepare(source, str(out), str(config) if config else None, resume, device)  # bad input fails here, before Prefect starts
+        s = damage_survey(source=source, out=str(out), config=str(config) if config else None, resume=resume, device=device)
     except InspectflowError as e:
         _fail(e)
     ru = s["rollup"]
@@ -72,7 +74,9 @@ def predict(stage_configs: list[Path] = typer.Argument(..., metavar="STAGE_CONFI
                                                        help="stage YAMLs in order, e.g. stages/configs/damage_closeup.yaml, "
                                                        "or stages/configs/safety_photos.yaml stages/configs/hardhat_rule_photos.yaml"),
             source: str = typer.Option(..., help="image folder or glob"),
-            out: Path = typer.Option(..., help="output folder")):
+            out: Path = typer.Option(..., help="output folder"),
+            device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:N or mps: every model runs there "
+                                                 "(default: each stage's `device:`)")):
     """Run stages on unrelated images. Masks: OUT/<image stem>.png, pixel value = class id; boxes, head points,
     hard-hat decisions and components: OUT/predictions.jsonl, one line per image."""
     import cv2
@@ -84,7 +88,7 @@ def predict(stage_configs: list[Path] = typer.Argument(..., metavar="STAGE_CONFI
     from pipeline.sources import open_source
 
     try:
-        pipe = Pipeline.from_specs(list(stage_configs))
+        pipe = Pipeline.from_specs(list(stage_configs), device=device)
         outputs = [o for st in pipe.stages for o in st.outputs]
         check_outputs(outputs)
         classes = {o: st.meta["classes"] for st in pipe.stages for o in st.outputs if o in MASKS}

@@ -13,6 +13,7 @@ from pipeline.core import Frame, FrameResult
 from pipeline.errors import ConfigError
 from pipeline.reuse import FrameGate, ReuseConfig
 from pipeline.sources import SourceOptions
+from stages.base import DEVICE, on_device
 
 DEFAULT_CONFIGS = Path(__file__).resolve().parent.parent / "flows" / "configs"
 
@@ -56,6 +57,8 @@ class BaseFlowConfig(_Strict):
     budget: Budget = Field("balanced", description="full | balanced | fast: one knob for speed against accuracy; "
                            "explicit `reuse:` or stage settings win over it")
     reuse: ReuseConfig = ReuseConfig()
+    device: str | None = Field(None, pattern=DEVICE, description="where every stage's model runs (cpu, cuda, cuda:N, "
+                               "mps), over the stage YAMLs' own `device:`; ONNX Runtime stages switch to torch off the CPU")
 
     flow_name: ClassVar[str]
 
@@ -98,16 +101,18 @@ class Pipeline:
 
     @classmethod
     def from_config(cls, cfg: BaseFlowConfig, base_dir: Path) -> Pipeline:
-        return cls.from_specs(cfg.stages, base_dir, cfg.budget_preset()["stages"], cfg.reuse_settings())
+        return cls.from_specs(cfg.stages, base_dir, cfg.budget_preset()["stages"], cfg.reuse_settings(), cfg.device)
 
     @classmethod
     def from_specs(cls, specs: list, base_dir: Path | None = None, tune: dict | None = None,
-                   reuse: ReuseConfig | None = None) -> Pipeline:
-        """Stage YAML paths or inline mappings, in order; `tune` holds per-stage-type overrides (a budget)."""
+                   reuse: ReuseConfig | None = None, device: str | None = None) -> Pipeline:
+        """Stage YAML paths or inline mappings, in order; `tune` holds per-stage-type overrides (a budget);
+        `device`, if given, places every stage's model there."""
         from stages import parse_stage
 
         tune = tune or {}
-        parsed = [(c, apply_to_stage(sc, tune.get(c.type_name, {}))) for c, sc in (parse_stage(s, base_dir) for s in specs)]
+        parsed = [(c, on_device(apply_to_stage(sc, tune.get(c.type_name, {})), device))
+                  for c, sc in (parse_stage(s, base_dir) for s in specs)]
         have = {"image"}
         for stage_cls, _ in parsed:
             missing = set(stage_cls.inputs) - have

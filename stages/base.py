@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar
@@ -21,12 +22,14 @@ def register(cls: type[Stage]) -> type[Stage]:
     return cls
 
 
+DEVICE = r"^(cpu|cuda(:\d+)?|mps)$"
+
+
 class StageConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
     type: str
     model: Path | None = Field(None, description="weights file; relative paths are taken from the config file's folder")
-    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?|mps)$",
-                        description="where the model runs: cpu, cuda, cuda:N or mps")
+    device: str = Field("cpu", pattern=DEVICE, description="where the model runs: cpu, cuda, cuda:N or mps")
     batch_size: int = Field(4, ge=1, le=256)
 
 
@@ -58,6 +61,19 @@ class Stage(ABC):
     @abstractmethod
     def process(self, batch: list[FrameResult]) -> None:
         """Fill this stage's output fields on every result in the batch."""
+
+
+def on_device(cfg: StageConfig, device: str | None) -> StageConfig:
+    """The stage config with its model placed on `device` (a flow-wide setting, which wins over the stage's).
+    ONNX Runtime runs on the CPU here, so a segmentation stage on an accelerator takes the torch runtime."""
+    if device is None:
+        return cfg
+    if not re.match(DEVICE, device):
+        raise ConfigError(f"device {device!r} is not one this tool runs on", "use cpu, cuda, cuda:N or mps")
+    update = {"device": device}
+    if device != "cpu" and getattr(cfg, "runtime", None) == "onnxruntime":
+        update["runtime"] = "torch"
+    return cfg.model_copy(update=update)
 
 
 def _check_device(device: str, stage: str) -> None:

@@ -63,6 +63,7 @@ class Screen(Stage):
         if self.screen.exits:
             check_layers(target.model, self.screen.layers, f"the {target.type_name} model ({target.cfg.model.name})")
         self.target = target
+        self.screen.to(target.cfg.device)  # its autoencoders read the activations where the target computes them
         self.tap = ActivationTap(target.model, self.screen.layers, f"the {target.type_name} model ({target.cfg.model.name})")
 
     def process(self, batch: list[FrameResult]) -> None:

@@ -207,4 +207,4 @@ class DamageSegmentation(SegmentationStage):
             from adaptive.gate import GatedSegmenter, load_gate
 
             gate, block, thr = load_gate(cfg.gate, cfg.model, cfg.gate_threshold, "dvc repro train_damage_gate")
-            self.model = GatedSegmenter(self.model, gate.to(memory_format=torch.channels_last), block, thr)
+            self.model = GatedSegmenter(self.model, gate.to(cfg.device, memory_format=torch.channels_last), block, thr)

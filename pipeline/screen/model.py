@@ -35,6 +35,11 @@ class ScreenModel:
         for ae in aes:
             ae.eval()
 
+    def to(self, device: str) -> ScreenModel:
+        for ae in self.aes:
+            ae.to(device)
+        return self
+
     # -- features and scores --------------------------------------------------------------
     def layer_features(self, calls: list[dict], codes: bool | None = None, exits: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(features [n, sum of per-layer widths] with NaN where a layer was not reached,

@@ -1,0 +1,123 @@
+"""Placing a flow's models on a device. The CUDA half compares every shipped stage on the GPU with the
+same stage on the CPU, on the same frames; it runs only where a GPU is (CI has none: a machine with one
+runs `pytest tests/test_device.py`)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import yaml
+
+from pipeline.errors import ConfigError
+from pipeline.runner import DEFAULT_CONFIGS, Pipeline, load_flow_config
+from stages import parse_stage
+from stages.base import on_device
+
+from .conftest import ROOT, run_cli
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+DAMAGE_STAGE = ROOT / "stages" / "configs" / "damage_segmentation.yaml"
+
+
+def test_flow_device_moves_every_stage_and_onnx_stages_to_torch():
+    _, cfg = parse_stage(DAMAGE_STAGE)
+    assert (cfg.device, cfg.runtime) == ("cpu", "onnxruntime")
+    moved = on_device(cfg, "cuda:0")
+    assert (moved.device, moved.runtime) == ("cuda:0", "torch")  # ONNX Runtime here runs on the CPU only
+    assert on_device(cfg, "cpu").runtime == "onnxruntime"
+    assert on_device(cfg, None) is cfg
+
+
+def test_a_device_name_or_index_that_does_not_exist_is_one_clear_error(tmp_path, clip):
+    _, cfg = parse_stage(DAMAGE_STAGE)
+    with pytest.raises(ConfigError, match="(?s)'gpu'.*cpu, cuda, cuda:N or mps"):
+        on_device(cfg, "gpu")
+    flow = yaml.safe_load((DEFAULT_CONFIGS / "damage-survey.yaml").read_text())
+    flow["stages"] = [str((DEFAULT_CONFIGS / s).resolve()) for s in flow["stages"]]
+    bad = tmp_path / "flow.yaml"
+    bad.write_text(yaml.safe_dump({**flow, "device": "gpu"}))
+    with pytest.raises(ConfigError, match="device"):
+        load_flow_config(bad)
+    # one past the last GPU (cuda:0 on a machine without one): named before any model loads
+    missing = f"cuda:{torch.cuda.device_count()}"
+    r = run_cli("run", "damage-survey", "--source", clip, "--out", tmp_path / "out", "--device", missing)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert missing in r.stderr and "fix:" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def _frames(source, n: int) -> list:
+    from pipeline.sources import SourceOptions, open_source
+
+    return list(open_source(str(source), SourceOptions(max_frames=n)))
+
+
+def _run_on(flow: str, device: str, frames: list) -> list:
+    if flow == "damage-survey":
+        cfg, base = load_flow_config(DEFAULT_CONFIGS / f"{flow}.yaml")
+    else:
+        from pipeline.safety.flow_config import load_config
+
+        cfg, base = load_config(DEFAULT_CONFIGS / f"{flow}.yaml")
+    # budget full: every frame computed, so both devices see the same inputs
+    pipe = Pipeline.from_config(cfg.model_copy(update={"budget": "full", "device": device}), base)
+    out = []
+    for i in range(0, len(frames), cfg.batch_size):
+        out += pipe(frames[i : i + cfg.batch_size])
+    return out
+
+
+def _box_iou(a, b) -> float:
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+@cuda
+def test_damage_survey_on_cuda_gives_the_cpu_results(clip):
+    frames = _frames(clip, 12)
+    cpu, gpu = _run_on("damage-survey", "cpu", frames), _run_on("damage-survey", "cuda", frames)
+    matched = same_state = total = 0
+    for a, b in zip(cpu, gpu):
+        assert (a.component_mask == b.component_mask).mean() >= 0.99
+        assert (a.damage_mask == b.damage_mask).mean() >= 0.99
+        da, db = a.damage_mask > 0, b.damage_mask > 0
+        if da.sum() > 100:
+            assert (da & db).sum() / (da | db).sum() >= 0.9
+        for ca in a.components:
+            total += 1
+            cb = max(b.components, key=lambda c: _box_iou(ca.box, c.box) if c.class_id == ca.class_id else -1, default=None)
+            if cb is not None and cb.class_id == ca.class_id and _box_iou(ca.box, cb.box) >= 0.9:
+                matched += 1
+                same_state += ca.state == cb.state
+        for target, s in a.screen.items():
+            t = b.screen[target]
+            assert (s["score"] is None) == (t["score"] is None)
+            if s["score"] is not None:
+                assert abs(s["score"] - t["score"]) <= 0.05, (target, s, t)
+    assert total and matched >= 0.9 * total and same_state >= 0.95 * matched, (total, matched, same_state)
+
+
+@cuda
+def test_site_safety_on_cuda_gives_the_cpu_results(tmp_path):
+    from pipeline.synth.site_data import site_video
+
+    clip = tmp_path / "site.mp4"
+    site_video(clip, seconds=2, seed=5, fps=5, size=(1280, 720), progress=False)
+    frames = _frames(clip, 10)
+    cpu, gpu = _run_on("site-safety", "cpu", frames), _run_on("site-safety", "cuda", frames)
+    boxes = matched = same_status = 0
+    for a, b in zip(cpu, gpu):
+        keep_a, keep_b = a.detections.confidence >= 0.3, b.detections.confidence >= 0.3
+        for box, cls in zip(a.detections.xyxy[keep_a], a.detections.class_id[keep_a]):
+            boxes += 1
+            same = b.detections.xyxy[keep_b][b.detections.class_id[keep_b] == cls]
+            matched += any(_box_iou(box, o) >= 0.9 for o in same)
+        same_status += sorted(d.status for d in a.decisions) == sorted(d.status for d in b.decisions)
+        for target, s in a.screen.items():
+            if s["score"] is not None:
+                assert abs(s["score"] - b.screen[target]["score"]) <= 0.05, (target, s, b.screen[target])
+    assert boxes and matched >= 0.9 * boxes, (boxes, matched)
+    assert same_status >= 0.9 * len(frames), (same_status, len(frames))
