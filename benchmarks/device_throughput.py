@@ -42,7 +42,7 @@ def clip_for(flow: str, seconds: float) -> Path:
     return out
 
 
-def time_chain(flow: str, budget: str, device: str, frames: list) -> float:
+def time_chain(flow: str, budget: str, device: str, frames: list, profile: bool = False) -> float:
     """Frames/s of the flow's shipped stage chain at `budget` on `device` (first batch untimed: warm-up)."""
     from pipeline.runner import DEFAULT_CONFIGS, Pipeline, load_flow_config
 
@@ -58,11 +58,24 @@ def time_chain(flow: str, budget: str, device: str, frames: list) -> float:
     pipe.reset()
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     sync()
+    prof = None
+    if profile:
+        import cProfile
+
+        prof = cProfile.Profile()
+        prof.enable()
     t = time.perf_counter()
     for i in range(0, len(frames), b):
         pipe(frames[i : i + b])
     sync()
-    return len(frames) / (time.perf_counter() - t)
+    fps = len(frames) / (time.perf_counter() - t)
+    if prof is not None:
+        import pstats
+
+        prof.disable()
+        print(f"  -- {flow}, budget {budget}, {device}: where the time goes (top 15 by own time)")
+        pstats.Stats(prof).sort_stats("tottime").print_stats(15)
+    return fps
 
 
 def main() -> None:
@@ -70,6 +83,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--flows", nargs="+", default=["damage-survey", "site-safety"])
     ap.add_argument("--budgets", nargs="+", default=["full", "balanced"])
+    ap.add_argument("--profile", choices=["cpu", "cuda"], help="also print a cProfile of the chain on this device")
     a = ap.parse_args()
     from pipeline.sources import open_source
 
@@ -85,7 +99,7 @@ def main() -> None:
         print(f"\n{flow}: {len(frames)} frames of {frames[0].image.shape[1]}x{frames[0].image.shape[0]}; "
               f"decode only {dec['frames'] / dec['seconds']:.1f} frames/s")
         for budget in a.budgets:
-            fps = {d: time_chain(flow, budget, d, frames) for d in devices}
+            fps = {d: time_chain(flow, budget, d, frames, a.profile == d) for d in devices}
             line = "  ".join(f"{d} {v:7.2f} frames/s" for d, v in fps.items())
             ratio = f"  cuda/cpu {fps['cuda'] / fps['cpu']:.2f}x" if "cuda" in fps else ""
             print(f"  budget {budget:9s} {line}{ratio}", flush=True)

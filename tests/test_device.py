@@ -101,6 +101,26 @@ def test_damage_survey_on_cuda_gives_the_cpu_results(clip):
 
 
 @cuda
+def test_damage_gate_on_cuda_stops_the_frames_it_stops_on_the_cpu(clip):
+    from stages import load_stage
+
+    w = ROOT / "data" / "weights"
+    frames = [f.image for f in _frames(clip, 12)]
+    out = {}
+    for dev in ("cpu", "cuda"):
+        st = load_stage({"type": "damage_segmentation", "model": str(w / "damage.pt"), "gate": str(w / "damage_gate.pt"),
+                         "runtime": "torch", "device": dev, "input_scale": 0.5})
+        masks, exits = [], []
+        for i in range(0, len(frames), 4):
+            masks += st.predict(frames[i : i + 4])
+            exits += st.model.last_exit.cpu().tolist()
+        out[dev] = masks, exits
+    assert out["cpu"][1] == out["cuda"][1]
+    for a, b in zip(out["cpu"][0], out["cuda"][0]):
+        assert (a == b).mean() >= 0.99
+
+
+@cuda
 def test_site_safety_on_cuda_gives_the_cpu_results(tmp_path):
     from pipeline.synth.site_data import site_video
 
