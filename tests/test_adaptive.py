@@ -28,15 +28,20 @@ def model(method, **kw):
     return EarlyExitModel(Classifier(4, widths=(8, 16, 24, 32)), 4, ExitConfig(method=method, exits=[0, 1, 2], **kw))
 
 
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
 @pytest.mark.parametrize("method,conv", [("sdn", 0), ("pbee", 0), ("ztw", 0), ("ztw", 8)])
-def test_batched_inference_matches_per_sample_simulation(method, conv):
-    m = model(method, patience=2, conv=conv).eval()
-    x, _ = toy(64)
+def test_batched_inference_matches_per_sample_simulation(method, conv, device):
+    m = model(method, patience=2, conv=conv).eval().to(device)
+    x = toy(64)[0].to(device)
     with torch.no_grad():
-        lps = m.log_probs(m.forward_all(x))
+        lps = [lp.cpu() for lp in m.log_probs(m.forward_all(x))]
     # a threshold that half the batch clears at the first IC, so the batch must split
     m.cfg.threshold = thr = float(lps[0].exp().amax(1).median())
     out, where = m.infer(x)
+    out, where = out.cpu(), where.cpu()
     expect = simulate(lps, method, threshold=thr, patience=2)
     assert (where.numpy() == expect).all()
     picked = torch.stack([lps[e][i] for i, e in enumerate(expect)])

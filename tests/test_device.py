@@ -52,15 +52,14 @@ def _frames(source, n: int) -> list:
     return list(open_source(str(source), SourceOptions(max_frames=n)))
 
 
-def _run_on(flow: str, device: str, frames: list) -> list:
+def _run_on(flow: str, device: str, frames: list, budget: str = "full") -> list:
     if flow == "damage-survey":
         cfg, base = load_flow_config(DEFAULT_CONFIGS / f"{flow}.yaml")
     else:
         from pipeline.safety.flow_config import load_config
 
         cfg, base = load_config(DEFAULT_CONFIGS / f"{flow}.yaml")
-    # budget full: every frame computed, so both devices see the same inputs
-    pipe = Pipeline.from_config(cfg.model_copy(update={"budget": "full", "device": device}), base)
+    pipe = Pipeline.from_config(cfg.model_copy(update={"budget": budget, "device": device}), base)
     out = []
     for i in range(0, len(frames), cfg.batch_size):
         out += pipe(frames[i : i + cfg.batch_size])
@@ -76,9 +75,10 @@ def _box_iou(a, b) -> float:
 
 
 @cuda
-def test_damage_survey_on_cuda_gives_the_cpu_results(clip):
+@pytest.mark.parametrize("budget", ["full", "balanced"])  # balanced: crops leave the classifier at early exits
+def test_damage_survey_on_cuda_gives_the_cpu_results(clip, budget):
     frames = _frames(clip, 12)
-    cpu, gpu = _run_on("damage-survey", "cpu", frames), _run_on("damage-survey", "cuda", frames)
+    cpu, gpu = _run_on("damage-survey", "cpu", frames, budget), _run_on("damage-survey", "cuda", frames, budget)
     matched = same_state = total = 0
     for a, b in zip(cpu, gpu):
         assert (a.component_mask == b.component_mask).mean() >= 0.99
