@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
@@ -19,6 +20,8 @@ os.environ.setdefault("INSPECTFLOW_THREADS", "2")
 ROOT = Path(__file__).resolve().parent.parent
 REAL = ROOT.parent / "shared" / "data" / "real"
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+# CUDA checks run where a GPU is; CI has none
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 
 
 def tiny_params(data: Path, out: Path) -> dict:

@@ -10,6 +10,8 @@ from adaptive.model import EarlyExitModel, ExitConfig, calibrate, evaluate_exits
 from adaptive.train import train
 from pipeline.errors import ConfigError
 
+from .conftest import cuda
+
 
 def toy(n=192, seed=0):
     """4 classes told apart by the colour of a random blob (red, green, blue, white): learnt in seconds."""
@@ -28,10 +30,7 @@ def model(method, **kw):
     return EarlyExitModel(Classifier(4, widths=(8, 16, 24, 32)), 4, ExitConfig(method=method, exits=[0, 1, 2], **kw))
 
 
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
-
-
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=cuda)])
 @pytest.mark.parametrize("method,conv", [("sdn", 0), ("pbee", 0), ("ztw", 0), ("ztw", 8)])
 def test_batched_inference_matches_per_sample_simulation(method, conv, device):
     m = model(method, patience=2, conv=conv).eval().to(device)

@@ -4,6 +4,8 @@ runs `pytest tests/test_device.py`)."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import pytest
 import torch
 import yaml
@@ -13,9 +15,8 @@ from pipeline.runner import DEFAULT_CONFIGS, Pipeline, load_flow_config
 from stages import parse_stage
 from stages.base import on_device
 
-from .conftest import ROOT, run_cli
+from .conftest import ROOT, cuda, run_cli
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 DAMAGE_STAGE = ROOT / "stages" / "configs" / "damage_segmentation.yaml"
 
 
@@ -46,6 +47,11 @@ def test_a_device_name_or_index_that_does_not_exist_is_one_clear_error(tmp_path,
     assert not (tmp_path / "out").exists()
 
 
+class Box(NamedTuple):
+    box: tuple
+    class_id: int
+
+
 def _frames(source, n: int) -> list:
     from pipeline.sources import SourceOptions, open_source
 
@@ -66,12 +72,16 @@ def _run_on(flow: str, device: str, frames: list, budget: str = "full") -> list:
     return out
 
 
-def _box_iou(a, b) -> float:
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+def _matched(a: list, b: list, iou: float = 0.9) -> list[tuple[int, int]]:
+    """Pairs (i, j) of same-class items whose boxes overlap at `iou` or more, each i with its best j."""
+    from torchvision.ops import box_iou
+
+    if not a or not b:
+        return []
+    m = box_iou(torch.tensor([x.box for x in a], dtype=torch.float32), torch.tensor([y.box for y in b], dtype=torch.float32))
+    m[torch.tensor([x.class_id for x in a])[:, None] != torch.tensor([y.class_id for y in b])[None]] = 0
+    best, j = m.max(1)
+    return [(i, int(j[i])) for i in range(len(a)) if best[i] >= iou]
 
 
 @cuda
@@ -86,12 +96,10 @@ def test_damage_survey_on_cuda_gives_the_cpu_results(clip, budget):
         da, db = a.damage_mask > 0, b.damage_mask > 0
         if da.sum() > 100:
             assert (da & db).sum() / (da | db).sum() >= 0.9
-        for ca in a.components:
-            total += 1
-            cb = max(b.components, key=lambda c: _box_iou(ca.box, c.box) if c.class_id == ca.class_id else -1, default=None)
-            if cb is not None and cb.class_id == ca.class_id and _box_iou(ca.box, cb.box) >= 0.9:
-                matched += 1
-                same_state += ca.state == cb.state
+        pairs = _matched(a.components, b.components)
+        total += len(a.components)
+        matched += len(pairs)
+        same_state += sum(a.components[i].state == b.components[j].state for i, j in pairs)
         for target, s in a.screen.items():
             t = b.screen[target]
             assert (s["score"] is None) == (t["score"] is None)
@@ -130,11 +138,10 @@ def test_site_safety_on_cuda_gives_the_cpu_results(tmp_path):
     cpu, gpu = _run_on("site-safety", "cpu", frames), _run_on("site-safety", "cuda", frames)
     boxes = matched = same_status = 0
     for a, b in zip(cpu, gpu):
-        keep_a, keep_b = a.detections.confidence >= 0.3, b.detections.confidence >= 0.3
-        for box, cls in zip(a.detections.xyxy[keep_a], a.detections.class_id[keep_a]):
-            boxes += 1
-            same = b.detections.xyxy[keep_b][b.detections.class_id[keep_b] == cls]
-            matched += any(_box_iou(box, o) >= 0.9 for o in same)
+        da, db = ([Box(tuple(x), int(c)) for x, c, p in zip(d.xyxy, d.class_id, d.confidence) if p >= 0.3]
+                  for d in (a.detections, b.detections))
+        boxes += len(da)
+        matched += len(_matched(da, db))
         same_status += sorted(d.status for d in a.decisions) == sorted(d.status for d in b.decisions)
         for target, s in a.screen.items():
             if s["score"] is not None:
