@@ -71,12 +71,11 @@ def process_chunk(run_key: str, k: int, first: int, stop: int) -> dict:
     cfg: FlowConfig = ctx["cfg"]
     out, source, pipe = ctx["out"], ctx["source"], ctx["pipeline"]
     prev = json.loads(_chunk_path(out, k - 1).read_text()) if k > 0 else None
-    reg = Registrar(cfg.linking.register_width)
+    reg = Registrar(cfg.linking.register_width, cfg.linking.register_history)
     if prev:
         # carry the mosaic plane across chunks, even past a chunk with no readable frame
-        reg.H, reg.segment = np.asarray(prev["H"]), prev["segment"]
-        if prev["last_frame"] is not None and (img := source.read_at(prev["last_frame"])) is not None:
-            reg.seed(img.image, prev["H"], prev["segment"])
+        img = source.read_at(prev["last_frame"]) if prev["last_frame"] is not None else None
+        reg.seed(None if img is None else img.image, prev["H"], prev["segment"], prev["segments"])
     log = EventLog(out / "events.jsonl", resume_offset=prev["offset"] if prev else 0)
     part = VideoPart(out / "parts" / f"part_{k:05d}.mp4", source.fps / cfg.source.stride)
     n_skipped_before = len(source.skipped)
@@ -120,6 +119,7 @@ def process_chunk(run_key: str, k: int, first: int, stop: int) -> dict:
     log.close()
     part.close()
     marker = {"chunk": k, "first": first, "stop": stop, "frames": n, "last_frame": last, "H": reg.H.tolist(), "segment": reg.segment,
+              "segments": reg.segments,
               "offset": offset, "seconds": round(time.perf_counter() - t0, 3), "reused": pipe.reused - reused_before,
               "compute": {k: v - counted_before.get(k, 0) for k, v in pipe.counters().items()},
               "skipped": source.skipped[n_skipped_before:], "observations": obs, "screened": flagged}
@@ -207,6 +207,7 @@ def finish(out_dir: Path, src, cfg: FlowConfig, plan, seconds: float, config: st
         "frames_processed": n, "fps": n / max(busy, 1e-9), "seconds": round(seconds, 2),
         "frames_reused": sum(m.get("reused", 0) for m in markers),
         "skipped": [s for m in markers for s in m["skipped"]], "rollup": rollup,
+        "registration": {"segments": markers[-1]["segments"] if markers else 0},
         "screened": [s for m in markers for s in m.get("screened", [])],
         "compute": compute_summary(cfg.budget, n, add_counters([m.get("compute", {}) for m in markers])),
     }

@@ -66,6 +66,11 @@ def run(flow_name: str = typer.Argument(..., metavar="FLOW", help=f"one of: {', 
                f"{sum(1 for c in ru['components'] if (c['state_id'] or 0) > 0)} damaged")
     if s["skipped"]:
         typer.echo(f"skipped {len(s['skipped'])} unreadable inputs (listed in summary.json)")
+    if s.get("registration", {}).get("segments", 1) > 1:
+        typer.echo(f"frames registered in {s['registration']['segments']} separate stretches (too little overlap, or "
+                   f"cuts): views link only within one, so component counts are upper bounds")
+    if ru.get("unlinked_damage"):
+        typer.echo(f"{len(ru['unlinked_damage'])} more damaged components were seen in one frame only (listed apart in the report)")
     typer.echo(f"report: {out / 'report.html'}")
 
 

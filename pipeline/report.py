@@ -95,6 +95,18 @@ def thumbnail(image: np.ndarray, rect, size=160) -> str:
     return base64.b64encode(buf.tobytes()).decode()
 
 
+def _card(w: dict, read_frame) -> str:
+    e = html.escape
+    img = read_frame(w["best_frame"])
+    thumb = _img(thumbnail(img, w["best_rect"]), "image/jpeg") if img is not None else "(frame not re-readable)"
+    gps = w["gps"]
+    where = f"{gps['lat']:.6f}, {gps['lon']:.6f}, {gps['alt_m']:.1f} m" if gps and gps.get("lat") is not None else "no GPS"
+    color = _STATE_HEX[w["state_id"]]
+    return (f'<div class="card" style="border-color:{color}">{thumb}<br><b>{e(w["class"])}</b> '
+            f'<span style="color:{color}">{e(w["state"])}</span><br>damage {w["damage_ratio"]:.1%} of area'
+            f'<br>frame {w["best_frame"]} ({w["views"]} views)<br>{e(where)}</div>')
+
+
 def render_html(summary: dict, events_path: Path, read_frame) -> str:
     """`read_frame(index) -> image | None` re-reads a frame for the worst-findings thumbnails."""
     e = html.escape
@@ -104,16 +116,12 @@ def render_html(summary: dict, events_path: Path, read_frame) -> str:
         + ("".join(f"<td>{d['states'][s]}</td>" for s in DAMAGE_STATES) + f"<td>{d['damaged_share']:.0%}</td><td>{d['mean_damage_ratio']:.2%}</td>"
            if "states" in d else "<td colspan=6>not assessed</td>")
         + "</tr>" for n, d in ru["per_type"].items())
-    cards = []
-    for w in ru["worst"]:
-        img = read_frame(w["best_frame"])
-        thumb = _img(thumbnail(img, w["best_rect"]), "image/jpeg") if img is not None else "(frame not re-readable)"
-        gps = w["gps"]
-        where = f"{gps['lat']:.6f}, {gps['lon']:.6f}, {gps['alt_m']:.1f} m" if gps and gps.get("lat") is not None else "no GPS"
-        color = _STATE_HEX[w["state_id"]]
-        cards.append(f'<div class="card" style="border-color:{color}">{thumb}<br><b>{e(w["class"])}</b> '
-                     f'<span style="color:{color}">{e(w["state"])}</span><br>damage {w["damage_ratio"]:.1%} of area'
-                     f'<br>frame {w["best_frame"]} ({w["views"]} views)<br>{e(where)}</div>')
+    cards = [_card(w, read_frame) for w in ru["worst"]]
+    unlinked = ru.get("unlinked_damage", [])
+    unlinked_html = (f"<p>{len(unlinked)} damaged components were seen in one frame only, so no second view confirms "
+                     f"them and the table below leaves them out; most come from breaks in registration"
+                     f"{' (the 12 worst below)' if len(unlinked) > 12 else ''}:</p>"
+                     + "".join(_card(w, read_frame) for w in unlinked[:12]) if unlinked else "")
     screened = []
     for f in summary.get("screened", [])[:24]:
         img = read_frame(f["frame"])
@@ -124,6 +132,12 @@ def render_html(summary: dict, events_path: Path, read_frame) -> str:
     screen_html = (f"<p>{n_screened} frames looked unlike the training data to a screen (score = share of clean inputs "
                    f"it exceeds){'; the first 24' if n_screened > 24 else ''}:</p>{''.join(screened)}" if n_screened else
                    "<p>No frame was flagged.</p>")
+    reg = summary.get("registration", {})
+    breaks = (f'<p style="color:#b60">Frames could not all be registered to each other, so the flight is '
+              f'{reg["segments"]} separate stretches (too little overlap between frames, or cuts). Views are linked '
+              f'only within a stretch: a component seen in two stretches counts twice, so the counts below are upper '
+              f'bounds, and one seen in one frame only is left out of them (if damaged, it is shown under the worst '
+              f'components).</p>' if reg.get("segments", 1) > 1 else "")
     run = summary["run"]
     skipped = "".join(f"<li>{e(s)}</li>" for s in summary["skipped"]) or "<li>none</li>"
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Damage survey: {e(run['source'])}</title>
@@ -133,9 +147,9 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} td:first-child{{
 <h1>Damage survey</h1>
 <p>Source <code>{e(run['source'])}</code> &middot; {summary['frames_processed']} frames processed at {summary['fps']:.1f} frames/s
 &middot; {ru['unique_components']} components from {ru['views']} views
-</p>
+</p>{breaks}
 <p>Compute: {describe(summary['compute']) if 'compute' in summary else 'not recorded'}</p>
-<h2>Worst components</h2>{''.join(cards) or '<p>No damaged components found.</p>'}
+<h2>Worst components</h2>{''.join(cards) or '<p>No damaged components found.</p>'}{unlinked_html}
 <h2>Components</h2><table><tr><th>type</th><th>count</th>{''.join(f'<th>{s}</th>' for s in DAMAGE_STATES)}<th>damaged</th><th>mean damage</th></tr>{rows}</table>
 <h2>Plots</h2>{_img(state_chart(ru['per_type']))}<br>{_img(damage_timeline(events_path))}<br>{_img(facade_map(ru['components']))}
 <h2>Screened frames (adversarial or out-of-distribution input)</h2>{screen_html}

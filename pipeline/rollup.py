@@ -28,11 +28,20 @@ def summarise_track(views: list[dict]) -> dict:
     }
 
 
+def _severity(t: dict) -> tuple:
+    return t["state_id"], t["damage_ratio"]
+
+
 def roll_up(observations: list[dict], iou: float, max_gap: int, worst_k: int, min_views: int = 2) -> dict:
     tracks = [summarise_track(v) for v in link(observations, iou, max_gap)]
     # a component seen in a single frame of a long pass is more likely a mis-segmentation
-    n_frames = len({o["frame"] for o in observations})
-    keep = [t for t in tracks if t["views"] >= min_views or n_frames < 2 * min_views]
+    filter_singles = len({o["frame"] for o in observations}) >= 2 * min_views
+    keep, dropped = [], []
+    for t in tracks:
+        (dropped if filter_singles and t["views"] < min_views else keep).append(t)
+    # but damage must not vanish from the report: where registration broke (a cut, photos with too
+    # little overlap) a real component is seen in one frame only, so damaged ones are listed apart
+    unlinked = sorted((t for t in dropped if (t["state_id"] or 0) > 0), key=_severity, reverse=True)
     per_type = {}
     for name in COMPONENT_CLASSES[1:]:
         ts = [t for t in keep if t["class"] == name]
@@ -44,6 +53,7 @@ def roll_up(observations: list[dict], iou: float, max_gap: int, worst_k: int, mi
                       "mean_damage_ratio": round(float(np.mean([t["damage_ratio"] for t in ts])), 4)}
         per_type[name] = entry
     damageable = [t for t in keep if t["state_id"] is not None]
-    worst = sorted(damageable, key=lambda t: (t["state_id"], t["damage_ratio"]), reverse=True)[:worst_k]
+    worst = sorted(damageable, key=_severity, reverse=True)[:worst_k]
     return {"components": keep, "per_type": per_type, "worst": worst,
-            "unique_components": len(keep), "views": len(observations), "dropped_single_views": len(tracks) - len(keep)}
+            "unique_components": len(keep), "views": len(observations), "dropped_single_views": len(dropped),
+            "unlinked_damage": unlinked}

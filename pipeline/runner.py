@@ -44,6 +44,8 @@ class LinkingConfig(_Strict):
     iou: float = Field(0.3, gt=0, lt=1, description="overlap in mosaic coordinates that makes two views one component")
     max_gap_frames: int = Field(30, ge=1)
     register_width: int = Field(320, ge=64)
+    register_history: int = Field(3, ge=1, description="recent frames a frame may register to when the last one "
+                                  "does not match (1: the last frame only)")
 
 
 class BaseFlowConfig(_Strict):

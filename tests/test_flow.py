@@ -71,6 +71,7 @@ def test_flow_writes_every_output(survey, clip):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames_processed"] == n
     assert set(summary["rollup"]["per_type"]) == {"wall", "beam", "column", "window_frame", "window_pane", "balcony", "slab"}
+    assert summary["registration"] == {"segments": 1}  # the synthetic pass registers as one stretch
     cap = cv2.VideoCapture(str(out / "annotated.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == n
     html = (out / "report.html").read_text()
@@ -170,3 +171,5 @@ def test_flow_on_a_real_thermal_facade_flight(tiny, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     s = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert s["frames_processed"] == 6 and s["skipped"] == []
+    # these frames overlap little (about half a frame apart): whatever registration managed is reported
+    assert 1 <= s["registration"]["segments"] <= 6 and isinstance(s["rollup"]["unlinked_damage"], list)

@@ -30,6 +30,35 @@ def test_registration_failure_starts_a_new_segment():
     assert seg == 1
 
 
+def test_one_unmatched_frame_does_not_split_the_pass(clip):
+    """A blank frame (a dropout, a frame blurred beyond matching) starts a segment of its own, and the
+    frame after it rejoins the pass through the frames kept in `history`; with no history it cannot."""
+    frames = [f.image for f in open_source(clip)][:6]
+    frames[3] = np.zeros_like(frames[3])
+    for history, want in ((3, [0, 0, 0, 1, 0, 0]), (1, [0, 0, 0, 1, 2, 2])):
+        reg = Registrar(320, history)
+        assert [reg.update(im)[1] for im in frames] == want
+        assert reg.segments == max(want) + 1
+
+
+def test_keyframe_blend_drifts_less_than_chaining(clip):
+    """Chaining each frame to the one before compounds its errors; blending in a keyframe's estimate
+    keeps the mapping near the generator's (benchmarks/registration.py measures this on 720p passes)."""
+    Hs = np.load(clip.with_suffix(".labels.npz"))["homographies"]
+    frames = [f.image for f in open_source(clip)]
+    grid = np.array([[x, y, 1.0] for x in (60.0, 240.0, 420.0) for y in (40.0, 136.0, 232.0)]).T
+
+    def mean_error(reg):
+        errs = []
+        for i, im in enumerate(frames):
+            H, _ = reg.update(im)
+            a, b = H @ grid, np.linalg.inv(Hs[0]) @ Hs[i] @ grid
+            errs.append(np.linalg.norm(a[:2] / a[2] - b[:2] / b[2], axis=0).mean())
+        return np.mean(errs)
+
+    assert mean_error(Registrar(320)) < mean_error(Registrar(320, history=1, key_overlap=2.0))
+
+
 def _obs(frame, x, cls=1, state=0, seg=0):
     rect = ((x + 50.0, 50.0), (100.0, 80.0), 0.0)
     return {"frame": frame, "class_id": cls, "segment": seg, "poly": to_mosaic(rect, np.eye(3)), "state": state,
@@ -52,3 +81,13 @@ def test_rollup_uses_the_median_state_and_ranks_worst():
     assert r["unique_components"] == 2
     assert r["per_type"]["wall"]["states"] == {"none": 1, "light": 0, "moderate": 1, "severe": 0}
     assert r["worst"][0]["state"] == "moderate" and r["worst"][0]["views"] == 5
+
+
+def test_damage_seen_in_one_frame_is_listed_apart_not_dropped():
+    """Single views are left out of the counts on a long pass, but a damaged one is kept in
+    `unlinked_damage` (registration breaks make real components single views)."""
+    obs = [_obs(f, 0) for f in range(6)]  # a wall seen throughout
+    obs += [_obs(2, 400, state=3, seg=1), _obs(4, 800, state=0, seg=2)]  # one-frame views after breaks
+    r = roll_up(obs, 0.3, 5, worst_k=3)
+    assert r["unique_components"] == 1 and r["dropped_single_views"] == 2
+    assert [(u["state"], u["best_frame"]) for u in r["unlinked_damage"]] == [("severe", 2)]

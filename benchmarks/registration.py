@@ -1,0 +1,128 @@
+"""Frame registration, the ground of the flight roll-up: how far each frame's homography into the
+mosaic plane is from the generator's, on synthetic 720p drone passes, and how many separate stretches
+the real thermal facade pass falls into. Baseline, in the same run: each frame chained to the one
+before, with no history (the registrar before keyframes).
+
+    python benchmarks/registration.py [--seeds 11 3 21] [--seconds 10] [--rollup]
+
+Error: mean distance, over a 5x4 grid of points of each frame, between where the registrar and the
+generator put them in frame 0's plane (px at 1280x720). `--rollup` also runs the damage-survey flow
+on the first pass with each registrar and counts the components it reports against the truth.
+Writes benchmarks/results/registration.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pipeline import linking  # noqa: E402
+from pipeline.imageio import read_image  # noqa: E402
+from pipeline.sources import open_source  # noqa: E402
+
+VARIANTS = {"chained (baseline)": dict(history=1, key_overlap=float("inf")), "chain + keyframe blend + history 3 (shipped)": {}}
+THERMAL = ROOT.parent / "shared" / "data" / "real" / "footage" / "facade_thermal_flight"
+
+
+def clip_for(seed: int, seconds: float) -> Path:
+    from pipeline.synth.video import facade_video
+
+    clip = ROOT / "benchmarks" / ".cache" / f"registration_720p_{seconds:g}s_seed{seed}.mp4"
+    if not clip.exists():
+        facade_video(clip, seconds=seconds, seed=seed, fps=30, size=(1280, 720))
+    return clip
+
+
+def drift(clip: Path, **kw) -> dict:
+    Hs = np.load(clip.with_suffix(".labels.npz"))["homographies"]
+    frames = [f.image for f in open_source(clip)]
+    h, w = frames[0].shape[:2]
+    grid = np.array([[x, y, 1.0] for x in np.linspace(0.1 * w, 0.9 * w, 5) for y in np.linspace(0.1 * h, 0.9 * h, 4)]).T
+    reg, errs, t0 = linking.Registrar(**kw), [], time.perf_counter()
+    for i, im in enumerate(frames):
+        H, seg = reg.update(im)
+        if seg == 0:
+            a, b = H @ grid, np.linalg.inv(Hs[0]) @ Hs[i] @ grid
+            errs.append(float(np.linalg.norm(a[:2] / a[2] - b[:2] / b[2], axis=0).mean()))
+    ms = 1000 * (time.perf_counter() - t0) / len(frames)
+    return {"frames": len(frames), "segments": reg.segments, "mean_err_px": round(float(np.mean(errs)), 1),
+            "end_err_px": round(errs[-1], 1) if len(errs) == len(frames) else None, "ms_per_frame": round(ms, 1)}
+
+
+def thermal(**kw) -> dict | None:
+    if not THERMAL.exists():
+        return None
+    reg = linking.Registrar(**kw)
+    files = sorted(p for p in THERMAL.iterdir() if p.suffix.lower() in (".jpg", ".png"))
+    for p in files:
+        reg.update(read_image(p))
+    return {"frames": len(files), "segments": reg.segments}
+
+
+def rollup(clip: Path, variant: dict) -> dict:
+    from benchmarks._common import shipped_flow_config
+    from benchmarks.accuracy import true_component_count
+    from flows.damage_survey import damage_survey
+
+    saved = linking.KEY_OVERLAP
+    linking.KEY_OVERLAP = variant.get("key_overlap", saved)
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            cfg = shipped_flow_config(Path(d) / "flow.yaml", {})
+            text = cfg.read_text() + f"\nlinking: {{register_history: {variant.get('history', 3)}}}\n"
+            cfg.write_text(text)
+            s = damage_survey(str(clip), str(Path(d) / "out"), str(cfg), progress=False)
+    finally:
+        linking.KEY_OVERLAP = saved
+    n = s["frames_processed"]
+    return {"unique_components": s["rollup"]["unique_components"], "true_components": true_component_count(clip, n)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[11, 3, 21])
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--rollup", action="store_true")
+    a = ap.parse_args()
+    cv2.setNumThreads(2)
+    clips = {s: clip_for(s, a.seconds) for s in a.seeds}
+    res = {}
+    for name, kw in VARIANTS.items():
+        r = res[name] = {"passes": {s: drift(c, **kw) for s, c in clips.items()}, "thermal": thermal(**kw)}
+        if a.rollup:
+            r["rollup"] = rollup(clips[a.seeds[0]], kw)
+        print(name, json.dumps(r), flush=True)
+    base = res["chained (baseline)"]
+    lines = [f"Synthetic 720p passes ({a.seconds:g} s at 30 frames/s, seeds {', '.join(map(str, a.seeds))}): registration error "
+             "against the generator's homographies (px, mean over the pass / at its last frame); real thermal pass: stretches.", "",
+             "| registrar | " + " | ".join(f"seed {s} mean / end" for s in a.seeds) + " | mean error vs baseline | ms/frame | thermal stretches |"
+             + (" roll-up components (truth) |" if a.rollup else ""),
+             "|---|" + "---|" * (len(a.seeds) + 3) + ("---|" if a.rollup else "")]
+    for name, r in res.items():
+        p = r["passes"]
+        mean = np.mean([v["mean_err_px"] for v in p.values()])
+        ratio = mean / np.mean([v["mean_err_px"] for v in base["passes"].values()])
+        ms = np.mean([v["ms_per_frame"] for v in p.values()])
+        th = r["thermal"]
+        lines.append(f"| {name} | " + " | ".join(f"{v['mean_err_px']} / {v['end_err_px']}" for v in p.values())
+                     + f" | {ratio:.3f}x | {ms:.1f} | {th['segments'] if th else 'skipped'} of {th['frames'] if th else '-'} frames |"
+                     + (f" {r['rollup']['unique_components']} ({r['rollup']['true_components']}) |" if a.rollup else ""))
+    table = "\n".join(lines) + "\n"
+    print(table)
+    out = ROOT / "benchmarks" / "results"
+    (out / "registration.json").write_text(json.dumps(res, indent=1))
+    (out / "registration.md").write_text(table)
+
+
+if __name__ == "__main__":
+    main()
