@@ -7,7 +7,9 @@ before, with no history (the registrar before keyframes).
 
 Error: mean distance, over a 5x4 grid of points of each frame, between where the registrar and the
 generator put them in frame 0's plane (px at 1280x720). `--rollup` also runs the damage-survey flow
-on the first pass with each registrar and counts the components it reports against the truth.
+on the first pass with each registrar and counts the components it reports against the truth, and
+how many distinct generator instances they are (each component's best view read against the labels) and how
+many reports repeat an instance already reported.
 Writes benchmarks/results/registration.{json,md}.
 """
 
@@ -18,10 +20,12 @@ import json
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import cv2
 import numpy as np
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -74,18 +78,48 @@ def rollup(clip: Path, variant: dict) -> dict:
     from benchmarks.accuracy import true_component_count
     from flows.damage_survey import damage_survey
 
+    from sklearn.metrics import f1_score
+
+    from pipeline.rollup import roll_up
+
     saved = linking.KEY_OVERLAP
     linking.KEY_OVERLAP = variant.get("key_overlap", saved)
     try:
         with tempfile.TemporaryDirectory() as d:
             cfg = shipped_flow_config(Path(d) / "flow.yaml", {})
-            text = cfg.read_text() + f"\nlinking: {{register_history: {variant.get('history', 3)}}}\n"
-            cfg.write_text(text)
+            spec = yaml.safe_load(cfg.read_text())
+            spec["linking"]["register_history"] = variant.get("history", 3)
+            cfg.write_text(yaml.safe_dump(spec))
             s = damage_survey(str(clip), str(Path(d) / "out"), str(cfg), progress=False)
+            obs = [o for m in sorted((Path(d) / "out" / "chunks").glob("chunk_*.json"))
+                   for o in json.loads(m.read_text())["observations"]]
     finally:
         linking.KEY_OVERLAP = saved
-    n = s["frames_processed"]
-    return {"unique_components": s["rollup"]["unique_components"], "true_components": true_component_count(clip, n)}
+    out = {"true_components": true_component_count(clip, s["frames_processed"])}
+    # the flow's own roll-up, and the same views rolled up without the fragment merge
+    labels = np.load(clip.with_suffix(".labels.npz"))
+    state_of = dict(zip(labels["instance_ids"].tolist(), labels["instance_state"].tolist()))
+    for key, ru in (("", s["rollup"]), ("unmerged_", roll_up(obs, 0.3, 30, 5, merge=False))):
+        inst = [true_instance(clip, c) for c in ru["components"]]
+        hits = Counter(inst)
+        # each component's state against the generator's state of the instance it shows
+        pairs = [(state_of[t], c["state_id"]) for t, c in zip(inst, ru["components"]) if c["state_id"] is not None and t in state_of]
+        out |= {f"{key}unique_components": ru["unique_components"], f"{key}distinct_instances_reported": len([k for k in hits if k]),
+                f"{key}extra_reports": sum(v - 1 for k, v in hits.items() if k),
+                f"{key}state_macro_f1": round(float(f1_score(*zip(*pairs), average="macro")), 3) if pairs else None}
+    return out
+
+
+def true_instance(clip: Path, component: dict) -> int:
+    """The generator's instance covering most of a reported component's best view (0: background)."""
+    from pipeline.synth.video import frame_labels
+
+    _, inst, _ = frame_labels(dict(np.load(clip.with_suffix(".labels.npz"))), component["best_frame"])
+    (cx, cy), (w, h), a = component["best_rect"]
+    m = np.zeros(inst.shape, np.uint8)
+    cv2.fillPoly(m, [cv2.boxPoints(((cx, cy), (w, h), a)).astype(np.int32)], 1)
+    ids, n = np.unique(inst[m > 0], return_counts=True)
+    return int(ids[ids > 0][np.argmax(n[ids > 0])]) if (ids > 0).any() else 0
 
 
 def main() -> None:
@@ -106,8 +140,8 @@ def main() -> None:
     lines = [f"Synthetic 720p passes ({a.seconds:g} s at 30 frames/s, seeds {', '.join(map(str, a.seeds))}): registration error "
              "against the generator's homographies (px, mean over the pass / at its last frame); real thermal pass: stretches.", "",
              "| registrar | " + " | ".join(f"seed {s} mean / end" for s in a.seeds) + " | mean error vs baseline | ms/frame | thermal stretches |"
-             + (" roll-up components (truth) |" if a.rollup else ""),
-             "|---|" + "---|" * (len(a.seeds) + 3) + ("---|" if a.rollup else "")]
+             + (" roll-up components (truth) | true instances reported / extra reports of one / state macro-F1 | the same without the fragment merge |" if a.rollup else ""),
+             "|---|" + "---|" * (len(a.seeds) + 3) + ("---|---|---|" if a.rollup else "")]
     for name, r in res.items():
         p = r["passes"]
         mean = np.mean([v["mean_err_px"] for v in p.values()])
@@ -116,7 +150,10 @@ def main() -> None:
         th = r["thermal"]
         lines.append(f"| {name} | " + " | ".join(f"{v['mean_err_px']} / {v['end_err_px']}" for v in p.values())
                      + f" | {ratio:.3f}x | {ms:.1f} | {th['segments'] if th else 'skipped'} of {th['frames'] if th else '-'} frames |"
-                     + (f" {r['rollup']['unique_components']} ({r['rollup']['true_components']}) |" if a.rollup else ""))
+                     + (f" {r['rollup']['unique_components']} ({r['rollup']['true_components']}) | "
+                        f"{r['rollup']['distinct_instances_reported']} / {r['rollup']['extra_reports']} / {r['rollup']['state_macro_f1']} | "
+                        f"{r['rollup']['unmerged_unique_components']}: {r['rollup']['unmerged_distinct_instances_reported']} / "
+                        f"{r['rollup']['unmerged_extra_reports']} / {r['rollup']['unmerged_state_macro_f1']} |" if a.rollup else ""))
     table = "\n".join(lines) + "\n"
     print(table)
     out = ROOT / "benchmarks" / "results"

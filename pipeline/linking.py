@@ -182,3 +182,32 @@ def link(observations: list[dict], iou: float = 0.3, max_gap: int = 30) -> list[
             if i not in used_o:
                 tracks.append({"class_id": o["class_id"], "segment": o["segment"], "poly": polys[i], "last": frame, "views": [o]})
     return [t["views"] for t in tracks]
+
+
+def merge_fragments(tracks: list[list[dict]], max_gap: int = 30, inside: float = 0.6) -> list[list[dict]]:
+    """Fold a track into a longer one of its class and segment, seen in two frames or more, when its largest
+    view lies mostly (`inside`) within the longer one's and the two are seen within `max_gap` frames of each other.
+    Such a track is a piece of that component, segmented apart for a few frames: walls, columns and panes
+    do not nest. Two one-frame tracks never merge into a component: where registration breaks, those are
+    mostly mis-segmentations. It relies on registration that holds over the pass, not only frame to frame."""
+    order = sorted(range(len(tracks)), key=lambda i: -len(tracks[i]))
+    best = {i: Polygon(max(tracks[i], key=lambda v: v["area"])["poly"]).buffer(0) for i in order}
+    span = {i: (tracks[i][0]["frame"], tracks[i][-1]["frame"]) for i in order}
+    frames = {i: {v["frame"] for v in tracks[i]} for i in order}
+    into: dict[int, int] = {}
+    for k, i in enumerate(order):
+        small, (a0, a1) = best[i], span[i]
+        for j in order[:k]:
+            if j in into or len(frames[j]) < 2 or tracks[j][0]["class_id"] != tracks[i][0]["class_id"] \
+                    or tracks[j][0]["segment"] != tracks[i][0]["segment"]:
+                continue
+            b0, b1 = span[j]
+            if a0 - b1 > max_gap or b0 - a1 > max_gap or small.area <= 0:
+                continue
+            if small.intersection(best[j]).area / small.area >= inside:
+                into[i] = j
+                break
+    merged = {i: list(tracks[i]) for i in order if i not in into}
+    for i, j in into.items():
+        merged[j].extend(tracks[i])
+    return [sorted(v, key=lambda o: o["frame"]) for i, v in sorted(merged.items())]

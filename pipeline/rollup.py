@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 
 from pipeline.core import COMPONENT_CLASSES, DAMAGE_STATES, DAMAGEABLE
-from pipeline.linking import link
+from pipeline.linking import link, merge_fragments
 
 
 def summarise_track(views: list[dict]) -> dict:
@@ -18,7 +18,8 @@ def summarise_track(views: list[dict]) -> dict:
     state = int(np.median(states)) if states else None
     ratios = [v["damage_ratio"] for v in views]
     return {
-        "class": COMPONENT_CLASSES[cls], "class_id": cls, "views": len(views),
+        # frames, not views: pieces of one component segmented apart in one frame are one sighting
+        "class": COMPONENT_CLASSES[cls], "class_id": cls, "views": len({v["frame"] for v in views}),
         "first_frame": views[0]["frame"], "last_frame": views[-1]["frame"],
         "state": None if state is None else DAMAGE_STATES[state], "state_id": state,
         "state_votes": dict(Counter(DAMAGE_STATES[s] for s in states)),
@@ -32,8 +33,9 @@ def _severity(t: dict) -> tuple:
     return t["state_id"], t["damage_ratio"]
 
 
-def roll_up(observations: list[dict], iou: float, max_gap: int, worst_k: int, min_views: int = 2) -> dict:
-    tracks = [summarise_track(v) for v in link(observations, iou, max_gap)]
+def roll_up(observations: list[dict], iou: float, max_gap: int, worst_k: int, min_views: int = 2, merge: bool = True) -> dict:
+    linked = link(observations, iou, max_gap)
+    tracks = [summarise_track(v) for v in (merge_fragments(linked, max_gap) if merge else linked)]
     # a component seen in a single frame of a long pass is more likely a mis-segmentation
     filter_singles = len({o["frame"] for o in observations}) >= 2 * min_views
     keep, dropped = [], []

@@ -1,6 +1,6 @@
 import numpy as np
 
-from pipeline.linking import Registrar, link, to_mosaic
+from pipeline.linking import Registrar, link, merge_fragments, to_mosaic
 from pipeline.rollup import roll_up
 from pipeline.sources import open_source
 
@@ -72,6 +72,17 @@ def test_link_merges_overlapping_views_only():
     obs += [_obs(f, 2 * f, seg=1) for f in range(10, 12)]  # after a cut: never linked
     groups = link(obs, iou=0.3, max_gap=5)
     assert sorted(len(g) for g in groups) == [2, 10, 10, 10]
+
+
+def test_a_fragment_inside_a_longer_track_of_its_class_is_folded_in():
+    wall = [_obs(f, 0) for f in range(10)]  # 100 x 80 at x 0-100
+    piece = [{**_obs(f, 20), "rect": ((70.0, 50.0), (40.0, 40.0), 0.0),
+              "poly": to_mosaic(((70.0, 50.0), (40.0, 40.0), 0.0), np.eye(3)), "area": 1600} for f in (4, 5)]
+    column = [{**o, "class_id": 3} for o in piece]  # same place, other class: a column is not a piece of a wall
+    late = [{**o, "frame": o["frame"] + 40} for o in piece]  # the same place 35 frames after the wall was last seen
+    out = merge_fragments([wall, piece, column, late], max_gap=30)
+    assert sorted(len(t) for t in out) == [2, 2, 12]
+    assert [o["frame"] for o in max(out, key=len)] == sorted(o["frame"] for o in wall + piece)
 
 
 def test_rollup_uses_the_median_state_and_ranks_worst():
