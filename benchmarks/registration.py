@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -96,6 +97,7 @@ def rollup(clip: Path, variant: dict) -> dict:
     finally:
         linking.KEY_OVERLAP = saved
     out = {"true_components": true_component_count(clip, s["frames_processed"])}
+    # a component is a true one when an instance of its class covers part of its best view
     # the flow's own roll-up, and the same views rolled up without the fragment merge
     labels = np.load(clip.with_suffix(".labels.npz"))
     state_of = dict(zip(labels["instance_ids"].tolist(), labels["instance_state"].tolist()))
@@ -105,21 +107,29 @@ def rollup(clip: Path, variant: dict) -> dict:
         # each component's state against the generator's state of the instance it shows
         pairs = [(state_of[t], c["state_id"]) for t, c in zip(inst, ru["components"]) if c["state_id"] is not None and t in state_of]
         out |= {f"{key}unique_components": ru["unique_components"], f"{key}distinct_instances_reported": len([k for k in hits if k]),
-                f"{key}extra_reports": sum(v - 1 for k, v in hits.items() if k),
+                f"{key}extra_reports": sum(v - 1 for k, v in hits.items() if k), f"{key}false_components": hits.get(0, 0),
                 f"{key}state_macro_f1": round(float(f1_score(*zip(*pairs), average="macro")), 3) if pairs else None}
     return out
 
 
+@lru_cache(maxsize=4)
+def _labels(clip: Path):
+    labels = dict(np.load(clip.with_suffix(".labels.npz")))
+    return labels, dict(zip(labels["instance_ids"].tolist(), labels["instance_class"].tolist()))
+
+
 def true_instance(clip: Path, component: dict) -> int:
-    """The generator's instance covering most of a reported component's best view (0: background)."""
+    """The generator's instance of the component's class covering most of its best view (0: none, a false component)."""
     from pipeline.synth.video import frame_labels
 
-    _, inst, _ = frame_labels(dict(np.load(clip.with_suffix(".labels.npz"))), component["best_frame"])
+    labels, cls_of = _labels(clip)
+    _, inst, _ = frame_labels(labels, component["best_frame"])
     (cx, cy), (w, h), a = component["best_rect"]
     m = np.zeros(inst.shape, np.uint8)
     cv2.fillPoly(m, [cv2.boxPoints(((cx, cy), (w, h), a)).astype(np.int32)], 1)
     ids, n = np.unique(inst[m > 0], return_counts=True)
-    return int(ids[ids > 0][np.argmax(n[ids > 0])]) if (ids > 0).any() else 0
+    mine = np.array([cls_of.get(int(k)) == component["class_id"] for k in ids], bool)
+    return int(ids[mine][np.argmax(n[mine])]) if mine.any() else 0
 
 
 def main() -> None:
@@ -140,7 +150,7 @@ def main() -> None:
     lines = [f"Synthetic 720p passes ({a.seconds:g} s at 30 frames/s, seeds {', '.join(map(str, a.seeds))}): registration error "
              "against the generator's homographies (px, mean over the pass / at its last frame); real thermal pass: stretches.", "",
              "| registrar | " + " | ".join(f"seed {s} mean / end" for s in a.seeds) + " | mean error vs baseline | ms/frame | thermal stretches |"
-             + (" roll-up components (truth) | true instances reported / extra reports of one / state macro-F1 | the same without the fragment merge |" if a.rollup else ""),
+             + (" roll-up components (truth) | true instances reported / extra reports of one / false components / state macro-F1 | the same without the fragment merge |" if a.rollup else ""),
              "|---|" + "---|" * (len(a.seeds) + 3) + ("---|---|---|" if a.rollup else "")]
     for name, r in res.items():
         p = r["passes"]
@@ -151,9 +161,11 @@ def main() -> None:
         lines.append(f"| {name} | " + " | ".join(f"{v['mean_err_px']} / {v['end_err_px']}" for v in p.values())
                      + f" | {ratio:.3f}x | {ms:.1f} | {th['segments'] if th else 'skipped'} of {th['frames'] if th else '-'} frames |"
                      + (f" {r['rollup']['unique_components']} ({r['rollup']['true_components']}) | "
-                        f"{r['rollup']['distinct_instances_reported']} / {r['rollup']['extra_reports']} / {r['rollup']['state_macro_f1']} | "
+                        f"{r['rollup']['distinct_instances_reported']} / {r['rollup']['extra_reports']} / {r['rollup']['false_components']} / "
+                        f"{r['rollup']['state_macro_f1']} | "
                         f"{r['rollup']['unmerged_unique_components']}: {r['rollup']['unmerged_distinct_instances_reported']} / "
-                        f"{r['rollup']['unmerged_extra_reports']} / {r['rollup']['unmerged_state_macro_f1']} |" if a.rollup else ""))
+                        f"{r['rollup']['unmerged_extra_reports']} / {r['rollup']['unmerged_false_components']} / "
+                        f"{r['rollup']['unmerged_state_macro_f1']} |" if a.rollup else ""))
     table = "\n".join(lines) + "\n"
     print(table)
     out = ROOT / "benchmarks" / "results"
