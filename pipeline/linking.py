@@ -194,19 +194,22 @@ def merge_fragments(tracks: list[list[dict]], max_gap: int = 30, inside: float =
     best = {i: Polygon(max(tracks[i], key=lambda v: v["area"])["poly"]).buffer(0) for i in order}
     span = {i: (tracks[i][0]["frame"], tracks[i][-1]["frame"]) for i in order}
     frames = {i: {v["frame"] for v in tracks[i]} for i in order}
+    groups: dict[tuple, list[int]] = {}  # longer tracks first within each (class, segment)
+    for i in order:
+        groups.setdefault((tracks[i][0]["class_id"], tracks[i][0]["segment"]), []).append(i)
     into: dict[int, int] = {}
-    for k, i in enumerate(order):
-        small, (a0, a1) = best[i], span[i]
-        for j in order[:k]:
-            if j in into or len(frames[j]) < 2 or tracks[j][0]["class_id"] != tracks[i][0]["class_id"] \
-                    or tracks[j][0]["segment"] != tracks[i][0]["segment"]:
+    for members in groups.values():
+        for k, i in enumerate(members):
+            small, (a0, a1) = best[i], span[i]
+            if small.area <= 0:
                 continue
-            b0, b1 = span[j]
-            if a0 - b1 > max_gap or b0 - a1 > max_gap or small.area <= 0:
-                continue
-            if small.intersection(best[j]).area / small.area >= inside:
-                into[i] = j
-                break
+            for j in members[:k]:
+                b0, b1 = span[j]
+                if j in into or len(frames[j]) < 2 or a0 - b1 > max_gap or b0 - a1 > max_gap:
+                    continue
+                if small.intersection(best[j]).area / small.area >= inside:
+                    into[i] = j
+                    break
     merged = {i: list(tracks[i]) for i in order if i not in into}
     for i, j in into.items():
         merged[j].extend(tracks[i])
