@@ -85,7 +85,7 @@ def evaluate(p: dict) -> dict:
 
     real = Path(p["real"])
     if real.exists():
-        metrics["real_cracks"] = real_crack_scores(weights / "damage_closeup.pt", real, p.get("holdout", {}))
+        metrics["real_cracks"] = real_crack_scores(weights / p.get("closeup", "damage_closeup.pt"), real, p.get("holdout", {}))
     else:
         metrics["real_cracks"] = f"skipped: {real} not found"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT, tiny_params
+from tests.conftest import PARAMS, ROOT, tiny_params
 
 pytestmark = pytest.mark.slow
 
@@ -43,3 +43,28 @@ def test_dvc_repro_generates_trains_and_evaluates(tmp_path):
     assert (repo / "data" / "plots" / "condition_confusion.png").exists()
     # a second repro has nothing to do: the stages are cached
     assert "didn't change" in sh(sys.executable, "-m", "dvc", "repro").stdout or "up to date" in sh(sys.executable, "-m", "dvc", "status").stdout
+
+
+def test_quick_rebuild_runs_the_full_pipelines_commands_into_its_own_folder():
+    """data/quick/dvc.yaml is the root pipeline at a smaller size: the same commands on data/quick/params.yaml,
+    whose sections only take keys the trainers already read, and nothing it writes lands outside data/quick."""
+    full = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    quick_yaml = yaml.safe_load((ROOT / "data" / "quick" / "dvc.yaml").read_text())
+    params = yaml.safe_load((ROOT / "data" / "quick" / "params.yaml").read_text())
+    p_file = quick_yaml["vars"][0]["P"]
+    assert p_file == "data/quick/params.yaml"
+    # keys the quick file may add: where a screen's stage and data are, and which weights score the close-up crack sets
+    extra = {"config", "data", "closeup"}
+    for name, stage in quick_yaml["stages"].items():
+        assert name in full, name
+        assert stage["wdir"] == "../.." and stage["cmd"].replace("${P}", "params.yaml") == full[name]["cmd"], name
+        assert stage["params"] == [{p_file: [name]}], name
+        assert set(params[name]) <= set(PARAMS[name]) | extra, (name, set(params[name]) - set(PARAMS[name]))
+        for t in params[name].get("targets", {}).values():
+            assert t["data"].startswith("data/quick/") and t["out"].startswith("data/quick/weights/")
+        outs = [o if isinstance(o, str) else next(iter(o)) for key in ("outs", "metrics", "plots") for o in stage.get(key, [])]
+        assert outs and all(o.startswith("data/quick/") for o in outs), (name, outs)
+    for name, section in params.items():
+        for key in ("out", "data", "init", "target", "weights", "plots"):
+            if key in section:
+                assert str(section[key]).startswith("data/quick/"), (name, key, section[key])

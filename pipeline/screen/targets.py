@@ -89,26 +89,26 @@ class DamagePresence(nn.Module):
         return torch.stack([-s / 2, s / 2], 1)
 
 
-def _crops(split: str, limit: int | None, seed: int = 0) -> np.ndarray:
+def _crops(root: Path, split: str, limit: int | None, seed: int = 0) -> np.ndarray:
     from pipeline.train.condition import read_crops
 
-    rows = read_crops(ROOT / "data" / "synth", split)
+    rows = read_crops(root, split)
     rng = np.random.default_rng(seed)
     idx = rng.permutation(len(rows))[:limit] if limit else np.arange(len(rows))
     return np.stack([cv2.imread(str(rows[i][0])) for i in idx])
 
 
-def _facades(split: str, limit: int | None, scale: float, seed: int = 0) -> np.ndarray:
-    files = sorted((ROOT / "data" / "synth" / "images" / split).glob("*.jpg"))
+def _facades(root: Path, split: str, limit: int | None, scale: float, seed: int = 0) -> np.ndarray:
+    files = sorted((root / "images" / split).glob("*.jpg"))
     rng = np.random.default_rng(seed)
     files = [files[i] for i in rng.permutation(len(files))[:limit]] if limit else files
     return np.stack([cv2.resize(cv2.imread(str(f)), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) for f in files])
 
 
-def _site_images(split: str, limit: int | None, real: Path | None, seed: int = 0) -> list[np.ndarray]:
+def _site_images(root: Path, split: str, limit: int | None, real: Path | None, seed: int = 0) -> list[np.ndarray]:
     """Synthetic site frames, plus the real hard-hat photos of the same split when `real` holds them:
     the shipped detector is fine-tuned on both, so both are clean input to it."""
-    files = sorted((ROOT / "data" / "sites" / "images" / split).glob("*.jpg"))
+    files = sorted((root / "images" / split).glob("*.jpg"))
     if real is not None:
         files += sorted((Path(real) / "hardhat_workers" / "images" / split).glob("*.jpg"))
     rng = np.random.default_rng(seed)
@@ -117,7 +117,8 @@ def _site_images(split: str, limit: int | None, real: Path | None, seed: int = 0
 
 
 class Target:
-    def __init__(self, kind: str, config: str | Path | dict | None = None, real: str | Path | None = None):
+    def __init__(self, kind: str, config: str | Path | dict | None = None, real: str | Path | None = None,
+                 data: str | Path | None = None):
         from stages import load_stage
 
         if kind not in CONFIGS:
@@ -135,6 +136,8 @@ class Target:
         self.stage = load_stage(spec, base)
         self.layers = DEFAULT_LAYERS[kind]
         self.real = Path(real) if real and (Path(real) / "hardhat_workers").exists() else None
+        # the generated dataset the clean inputs come from: facades, or sites for the detector
+        self.data = Path(data) if data else ROOT / "data" / ("sites" if kind == "safety_detector" else "synth")
 
     @property
     def model(self) -> nn.Module:
@@ -147,10 +150,10 @@ class Target:
     def images(self, split: str, limit: int | None = None, seed: int = 0) -> np.ndarray:
         """Clean BGR uint8 inputs at the size the model sees in the flow."""
         if self.kind == "component_condition":
-            return _crops(split, limit, seed)
+            return _crops(self.data, split, limit, seed)
         if self.kind == "safety_detector":
-            return _site_images(split, limit, self.real, seed)
-        return _facades(split, limit, self.stage._scale(), seed)
+            return _site_images(self.data, split, limit, self.real, seed)
+        return _facades(self.data, split, limit, self.stage._scale(), seed)
 
     def resize(self, images: list[np.ndarray]) -> np.ndarray:
         if self.kind == "safety_detector":

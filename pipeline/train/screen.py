@@ -21,7 +21,7 @@ from pipeline.train.common import load_params, setup
 
 
 def train_target(kind: str, t: dict, p: dict) -> None:
-    target = Target(kind, t.get("config"), t.get("real"))
+    target = Target(kind, t.get("config"), t.get("real"), t.get("data"))
     layers = t.get("layers") or target.layers
     if t.get("exits", False):
         check_layers(target.model, layers, f"the {kind} model")
