@@ -7,9 +7,10 @@ before, with no history (the registrar before keyframes).
 
 Error: mean distance, over a 5x4 grid of points of each frame, between where the registrar and the
 generator put them in frame 0's plane (px at 1280x720). `--rollup` also runs the damage-survey flow
-on the first pass with each registrar and counts the components it reports against the truth, and
-how many distinct generator instances they are (each component's best view read against the labels) and how
-many reports repeat an instance already reported.
+on each pass with each registrar and counts the components it reports against the truth, how many
+distinct generator instances they are (each component's best view read against the labels), how many
+reports repeat an instance already reported, and how many show no instance of their class; and the
+same for those views rolled up without the presence filter, and without it and the fragment merge.
 Writes benchmarks/results/registration.{json,md}.
 """
 
@@ -74,7 +75,13 @@ def thermal(**kw) -> dict | None:
     return {"frames": len(files), "segments": reg.segments}
 
 
+ROLLUPS = {"": dict(merge=True, presence=True), "no_presence_": dict(merge=True, presence=False),
+           "neither_": dict(merge=False, presence=False)}
+
+
 def rollup(clip: Path, variant: dict) -> dict:
+    """The flow's roll-up of one pass, and the same views rolled up without the presence filter, and without it
+    and the fragment merge."""
     from benchmarks._common import shipped_flow_config
     from benchmarks.accuracy import true_component_count
     from flows.damage_survey import damage_survey
@@ -82,6 +89,7 @@ def rollup(clip: Path, variant: dict) -> dict:
     from sklearn.metrics import f1_score
 
     from pipeline.rollup import roll_up
+    from pipeline.runner import LinkingConfig
 
     saved = linking.KEY_OVERLAP
     linking.KEY_OVERLAP = variant.get("key_overlap", saved)
@@ -92,16 +100,21 @@ def rollup(clip: Path, variant: dict) -> dict:
             spec["linking"]["register_history"] = variant.get("history", 3)
             cfg.write_text(yaml.safe_dump(spec))
             s = damage_survey(str(clip), str(Path(d) / "out"), str(cfg), progress=False)
-            obs = [o for m in sorted((Path(d) / "out" / "chunks").glob("chunk_*.json"))
-                   for o in json.loads(m.read_text())["observations"]]
+            markers = [json.loads(m.read_text()) for m in sorted((Path(d) / "out" / "chunks").glob("chunk_*.json"))]
     finally:
         linking.KEY_OVERLAP = saved
+    obs = [o for m in markers for o in m["observations"]]
+    footprints = [f for m in markers for f in m["footprints"]]
+    link_cfg = spec["linking"]
     out = {"true_components": true_component_count(clip, s["frames_processed"])}
     # a component is a true one when an instance of its class covers part of its best view
-    # the flow's own roll-up, and the same views rolled up without the fragment merge
     labels = np.load(clip.with_suffix(".labels.npz"))
     state_of = dict(zip(labels["instance_ids"].tolist(), labels["instance_state"].tolist()))
-    for key, ru in (("", s["rollup"]), ("unmerged_", roll_up(obs, 0.3, 30, 5, merge=False))):
+    for key, how in ROLLUPS.items():
+        ru = roll_up(obs, link_cfg["iou"], link_cfg["max_gap_frames"], 5, merge=how["merge"],
+                     footprints=footprints if how["presence"] else None, min_presence=LinkingConfig(**link_cfg).min_presence)
+        if key == "":
+            assert ru["unique_components"] == s["rollup"]["unique_components"], "the flow's roll-up and this one differ"
         inst = [true_instance(clip, c) for c in ru["components"]]
         hits = Counter(inst)
         # each component's state against the generator's state of the instance it shows
@@ -144,14 +157,13 @@ def main() -> None:
     for name, kw in VARIANTS.items():
         r = res[name] = {"passes": {s: drift(c, **kw) for s, c in clips.items()}, "thermal": thermal(**kw)}
         if a.rollup:
-            r["rollup"] = rollup(clips[a.seeds[0]], kw)
+            r["rollup"] = {s: rollup(c, kw) for s, c in clips.items()}
         print(name, json.dumps(r), flush=True)
     base = res["chained (baseline)"]
     lines = [f"Synthetic 720p passes ({a.seconds:g} s at 30 frames/s, seeds {', '.join(map(str, a.seeds))}): registration error "
              "against the generator's homographies (px, mean over the pass / at its last frame); real thermal pass: stretches.", "",
-             "| registrar | " + " | ".join(f"seed {s} mean / end" for s in a.seeds) + " | mean error vs baseline | ms/frame | thermal stretches |"
-             + (" roll-up components (truth) | true instances reported / extra reports of one / false components / state macro-F1 | the same without the fragment merge |" if a.rollup else ""),
-             "|---|" + "---|" * (len(a.seeds) + 3) + ("---|---|---|" if a.rollup else "")]
+             "| registrar | " + " | ".join(f"seed {s} mean / end" for s in a.seeds) + " | mean error vs baseline | ms/frame | thermal stretches |",
+             "|---|" + "---|" * (len(a.seeds) + 3)]
     for name, r in res.items():
         p = r["passes"]
         mean = np.mean([v["mean_err_px"] for v in p.values()])
@@ -159,13 +171,19 @@ def main() -> None:
         ms = np.mean([v["ms_per_frame"] for v in p.values()])
         th = r["thermal"]
         lines.append(f"| {name} | " + " | ".join(f"{v['mean_err_px']} / {v['end_err_px']}" for v in p.values())
-                     + f" | {ratio:.3f}x | {ms:.1f} | {th['segments'] if th else 'skipped'} of {th['frames'] if th else '-'} frames |"
-                     + (f" {r['rollup']['unique_components']} ({r['rollup']['true_components']}) | "
-                        f"{r['rollup']['distinct_instances_reported']} / {r['rollup']['extra_reports']} / {r['rollup']['false_components']} / "
-                        f"{r['rollup']['state_macro_f1']} | "
-                        f"{r['rollup']['unmerged_unique_components']}: {r['rollup']['unmerged_distinct_instances_reported']} / "
-                        f"{r['rollup']['unmerged_extra_reports']} / {r['rollup']['unmerged_false_components']} / "
-                        f"{r['rollup']['unmerged_state_macro_f1']} |" if a.rollup else ""))
+                     + f" | {ratio:.3f}x | {ms:.1f} | {th['segments'] if th else 'skipped'} of {th['frames'] if th else '-'} frames |")
+    if a.rollup:
+        lines += ["", "Roll-up of each pass by the damage-survey flow: components reported (truth: instances some frame shows "
+                  "with 400 px or more) | true instances reported / extra reports of one instance / false components (no instance "
+                  "of its class under its best view) / component state macro-F1.", "",
+                  "| registrar | seed | truth | shipped roll-up | | without the presence filter | | without it and the fragment merge | |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for name, r in res.items():
+            for seed, ru in r["rollup"].items():
+                lines.append(f"| {name} | {seed} | {ru['true_components']} | "
+                             + " | ".join(f"{ru[k + 'unique_components']} | {ru[k + 'distinct_instances_reported']} / "
+                                          f"{ru[k + 'extra_reports']} / {ru[k + 'false_components']} / {ru[k + 'state_macro_f1']}"
+                                          for k in ROLLUPS) + " |")
     table = "\n".join(lines) + "\n"
     print(table)
     out = ROOT / "benchmarks" / "results"

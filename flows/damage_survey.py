@@ -82,6 +82,7 @@ def process_chunk(run_key: str, k: int, first: int, stop: int) -> dict:
     pipe.reset()  # reuse only within a chunk, so a resumed chunk computes exactly what the first try did
     reused_before, counted_before = pipe.reused, pipe.counters()
     obs, flagged, n, last, t0 = [], [], 0, prev["last_frame"] if prev else None, time.perf_counter()
+    footprints = []  # each frame's outline in the mosaic plane: where the roll-up could have seen a component
     batch = []
 
     def flush():
@@ -99,6 +100,8 @@ def process_chunk(run_key: str, k: int, first: int, stop: int) -> dict:
             else:
                 tel = r.frame.telemetry
                 gps = None if tel is None else {"lat": tel.lat, "lon": tel.lon, "alt_m": tel.alt_m}
+                h, w = r.frame.image.shape[:2]
+                footprints.append([r.frame.index, seg, to_mosaic_many([((w / 2, h / 2), (w, h), 0.0)], H)[0]])
                 for c, poly in zip(r.components, to_mosaic_many([c.rect for c in r.components], H)):
                     obs.append({"frame": r.frame.index, "class_id": c.class_id, "segment": seg, "poly": poly,
                                 "state": c.state, "damage_ratio": round(c.damage_ratio(), 5), "damage_px": c.damage_px,
@@ -122,7 +125,7 @@ def process_chunk(run_key: str, k: int, first: int, stop: int) -> dict:
               "segments": reg.segments,
               "offset": offset, "seconds": round(time.perf_counter() - t0, 3), "reused": pipe.reused - reused_before,
               "compute": {k: v - counted_before.get(k, 0) for k, v in pipe.counters().items()},
-              "skipped": source.skipped[n_skipped_before:], "observations": obs, "screened": flagged}
+              "skipped": source.skipped[n_skipped_before:], "observations": obs, "footprints": footprints, "screened": flagged}
     atomic_json(_chunk_path(out, k), marker, indent=None)  # last: its presence means the chunk is complete
     return {"chunk": k, "frames": n, "seconds": marker["seconds"]}
 
@@ -201,7 +204,10 @@ def finish(out_dir: Path, src, cfg: FlowConfig, plan, seconds: float, config: st
     obs = [o for m in markers for o in m["observations"]]
     n = sum(m["frames"] for m in markers)
     busy = sum(m["seconds"] for m in markers)
-    rollup = roll_up(obs, cfg.linking.iou, cfg.linking.max_gap_frames, cfg.worst)
+    # chunk markers written before footprints were recorded (a resumed older run) roll up without the presence filter
+    footprints = None if any("footprints" not in m for m in markers) else [f for m in markers for f in m["footprints"]]
+    rollup = roll_up(obs, cfg.linking.iou, cfg.linking.max_gap_frames, cfg.worst, footprints=footprints,
+                     min_presence=cfg.linking.min_presence)
     summary = {
         "version": pipeline.__version__, "run": {"source": src.name, "config": config},
         "frames_processed": n, "fps": n / max(busy, 1e-9), "seconds": round(seconds, 2),

@@ -214,3 +214,28 @@ def merge_fragments(tracks: list[list[dict]], max_gap: int = 30, inside: float =
     for i, j in into.items():
         merged[j].extend(tracks[i])
     return [sorted(v, key=lambda o: o["frame"]) for i, v in sorted(merged.items())]
+
+
+def presence(tracks: list[list[dict]], footprints: list, max_gap: int = 30, cover: float = 0.5) -> list[float]:
+    """For each track, the share of the frames that showed its place in which it was seen. A frame shows the
+    place when it covers at least `cover` of the track's largest outline; frames count within `max_gap` of the
+    track's first and last views, in its segment. `footprints`: [frame, segment, 4 corners] per frame, in the
+    mosaic plane. A wall is seen in nearly every frame that shows it; a beam the segmenter reads into a wall's
+    texture for three frames, while that wall fills the next forty, is not a beam."""
+    by_seg: dict[int, tuple] = {}
+    for seg in {f[1] for f in footprints}:
+        fs = sorted((f for f in footprints if f[1] == seg), key=lambda f: f[0])
+        by_seg[seg] = (np.array([f[0] for f in fs]), np.array([Polygon(f[2]).buffer(0) for f in fs], dtype=object))
+    out = []
+    for views in tracks:
+        seen = {v["frame"] for v in views}
+        frames, polys = by_seg.get(views[0]["segment"], (np.zeros(0, int), np.zeros(0, object)))
+        lo = np.searchsorted(frames, min(seen) - max_gap, side="left")
+        hi = np.searchsorted(frames, max(seen) + max_gap, side="right")
+        place = Polygon(max(views, key=lambda v: v["area"])["poly"]).buffer(0)
+        if place.area <= 0 or hi <= lo:
+            out.append(1.0)
+            continue
+        shown = int((shapely.area(shapely.intersection(polys[lo:hi], place)) / place.area >= cover).sum())
+        out.append(len(seen) / max(shown, len(seen)))
+    return out

@@ -138,6 +138,9 @@ def render_html(summary: dict, events_path: Path, read_frame) -> str:
               f'only within a stretch: a component seen in two stretches counts twice, so the counts below are upper '
               f'bounds, and one seen in one frame only is left out of them (if damaged, it is shown under the worst '
               f'components).</p>' if reg.get("segments", 1) > 1 else "")
+    n_tr = ru.get("dropped_transient", 0)
+    transient = (f" &middot; {n_tr} more left out as transient: each was seen in too few of the frames that showed "
+                 f"its place (<code>linking.min_presence</code>)" if n_tr else "")
     run = summary["run"]
     skipped = "".join(f"<li>{e(s)}</li>" for s in summary["skipped"]) or "<li>none</li>"
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Damage survey: {e(run['source'])}</title>
@@ -146,7 +149,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} td:first-child{{
 .card{{display:inline-block;border:3px solid;margin:4px;padding:4px;width:170px;font-size:12px;vertical-align:top}}</style></head><body>
 <h1>Damage survey</h1>
 <p>Source <code>{e(run['source'])}</code> &middot; {summary['frames_processed']} frames processed at {summary['fps']:.1f} frames/s
-&middot; {ru['unique_components']} components from {ru['views']} views
+&middot; {ru['unique_components']} components from {ru['views']} views{transient}
 </p>{breaks}
 <p>Compute: {describe(summary['compute']) if 'compute' in summary else 'not recorded'}</p>
 <h2>Worst components</h2>{''.join(cards) or '<p>No damaged components found.</p>'}{unlinked_html}

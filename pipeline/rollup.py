@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 
 from pipeline.core import COMPONENT_CLASSES, DAMAGE_STATES, DAMAGEABLE
-from pipeline.linking import link, merge_fragments
+from pipeline.linking import link, merge_fragments, presence
 
 
 def summarise_track(views: list[dict]) -> dict:
@@ -33,14 +33,27 @@ def _severity(t: dict) -> tuple:
     return t["state_id"], t["damage_ratio"]
 
 
-def roll_up(observations: list[dict], iou: float, max_gap: int, worst_k: int, min_views: int = 2, merge: bool = True) -> dict:
+def roll_up(observations: list[dict], iou: float, max_gap: int, worst_k: int, min_views: int = 2, merge: bool = True,
+            footprints: list | None = None, min_presence: float = 0.0) -> dict:
+    """Components from per-frame views. With `footprints` (each frame's outline in the mosaic plane), a track
+    seen in fewer than `min_presence` of the frames that showed its place is left out as transient."""
     linked = link(observations, iou, max_gap)
-    tracks = [summarise_track(v) for v in (merge_fragments(linked, max_gap) if merge else linked)]
+    grouped = merge_fragments(linked, max_gap) if merge else linked
+    tracks = [summarise_track(v) for v in grouped]
     # a component seen in a single frame of a long pass is more likely a mis-segmentation
     filter_singles = len({o["frame"] for o in observations}) >= 2 * min_views
-    keep, dropped = [], []
-    for t in tracks:
-        (dropped if filter_singles and t["views"] < min_views else keep).append(t)
+    share = presence(grouped, footprints, max_gap) if footprints and min_presence > 0 else [1.0] * len(tracks)
+    keep, dropped, transient = [], [], 0
+    for t, p in zip(tracks, share):
+        t["presence"] = round(p, 3)
+        if filter_singles and t["views"] < min_views:
+            dropped.append(t)
+        elif p < min_presence:
+            # seen in a few of the many frames that showed its place: on synthetic passes nearly all are a
+            # segmenter's misreading (a beam in a wall's texture) or a repeat of a component already counted
+            transient += 1
+        else:
+            keep.append(t)
     # but damage must not vanish from the report: where registration broke (a cut, photos with too
     # little overlap) a real component is seen in one frame only, so damaged ones are listed apart
     unlinked = sorted((t for t in dropped if (t["state_id"] or 0) > 0), key=_severity, reverse=True)
@@ -58,4 +71,4 @@ def roll_up(observations: list[dict], iou: float, max_gap: int, worst_k: int, mi
     worst = sorted(damageable, key=_severity, reverse=True)[:worst_k]
     return {"components": keep, "per_type": per_type, "worst": worst,
             "unique_components": len(keep), "views": len(observations), "dropped_single_views": len(dropped),
-            "unlinked_damage": unlinked}
+            "dropped_transient": transient, "unlinked_damage": unlinked}

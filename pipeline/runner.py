@@ -46,6 +46,8 @@ class LinkingConfig(_Strict):
     register_width: int = Field(320, ge=64)
     register_history: int = Field(3, ge=1, description="recent frames a frame may register to when the last one "
                                   "does not match (1: the last frame only)")
+    min_presence: float = Field(0.3, ge=0, le=1, description="share of the frames showing a component's place that must "
+                                "show it, or it is left out of the roll-up as transient (0: keep all)")
 
 
 class BaseFlowConfig(_Strict):

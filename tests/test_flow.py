@@ -72,6 +72,11 @@ def test_flow_writes_every_output(survey, clip):
     assert summary["frames_processed"] == n
     assert set(summary["rollup"]["per_type"]) == {"wall", "beam", "column", "window_frame", "window_pane", "balcony", "slab"}
     assert summary["registration"] == {"segments": 1}  # the synthetic pass registers as one stretch
+    # every frame's outline in the mosaic plane is kept for the roll-up's presence filter
+    feet = [f for m in sorted((out / "chunks").glob("chunk_*.json")) for f in json.loads(m.read_text())["footprints"]]
+    assert [f[0] for f in feet] == list(range(n)) and all(len(f[2]) == 4 for f in feet)
+    assert all(0 < c["presence"] <= 1 for c in summary["rollup"]["components"])
+    assert isinstance(summary["rollup"]["dropped_transient"], int)
     cap = cv2.VideoCapture(str(out / "annotated.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == n
     html = (out / "report.html").read_text()

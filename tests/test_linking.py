@@ -1,6 +1,6 @@
 import numpy as np
 
-from pipeline.linking import Registrar, link, merge_fragments, to_mosaic
+from pipeline.linking import Registrar, link, merge_fragments, presence, to_mosaic
 from pipeline.rollup import roll_up
 from pipeline.sources import open_source
 
@@ -102,3 +102,23 @@ def test_damage_seen_in_one_frame_is_listed_apart_not_dropped():
     r = roll_up(obs, 0.3, 5, worst_k=3)
     assert r["unique_components"] == 1 and r["dropped_single_views"] == 2
     assert [(u["state"], u["best_frame"]) for u in r["unlinked_damage"]] == [("severe", 2)]
+
+
+def _footprint(frame, x0, seg=0, w=300.0, h=200.0):
+    return [frame, seg, [[x0, 0.0], [x0 + w, 0.0], [x0 + w, h], [x0, h]]]
+
+
+def test_a_component_seen_in_few_of_the_frames_that_show_its_place_is_left_out_as_transient():
+    """A beam read into a wall's texture for two of the ten frames that show it is not a beam; a column the
+    camera leaves behind after frame 5 was seen in every frame that showed it and stays."""
+    frames = [_footprint(f, 10.0 * f) for f in range(10)]  # the camera pans right by 10 px a frame
+    obs = [_obs(f, 100) for f in range(10)]  # a wall at x 100-200: in view throughout
+    obs += [{**_obs(f, 120, cls=2), "area": 3000} for f in (4, 5)]  # a beam inside it, twice
+    obs += [_obs(f, 0, cls=3) for f in range(6)]  # a column at x 0-100, under half in view from frame 6 on
+    r = roll_up(obs, 0.3, 5, worst_k=3, footprints=frames, min_presence=0.3)
+    assert sorted(c["class"] for c in r["components"]) == ["column", "wall"] and r["dropped_transient"] == 1
+    assert {c["class"]: c["presence"] for c in r["components"]} == {"wall": 1.0, "column": 1.0}
+    # without footprints (or with the filter off) every linked track is kept
+    assert roll_up(obs, 0.3, 5, worst_k=3)["unique_components"] == 3
+    assert roll_up(obs, 0.3, 5, worst_k=3, footprints=frames, min_presence=0.0)["unique_components"] == 3
+    assert presence([[o for o in obs if o["class_id"] == 2]], frames, max_gap=5) == [0.2]
