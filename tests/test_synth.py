@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 
@@ -43,8 +44,6 @@ def test_rebar_only_inside_spalling_and_cracks_are_thin():
     rebar = f.damage == REBAR
     assert rebar.any()
     # every crack pixel has a background or other-class neighbour within 2 px: lines, not blobs
-    import cv2
-
     crack = (f.damage == CRACK).astype(np.uint8)
     assert cv2.erode(crack, np.ones((5, 5), np.uint8)).sum() < 0.05 * crack.sum()
 
@@ -67,8 +66,6 @@ def test_extract_and_crop_components():
 def test_component_rects_match_the_all_pixel_rectangle(k):
     # extract_components takes the rectangle from the outer contour only, and labels a mask enlarged k times
     # (a segmenter run at 1/k scale) at its small size; regions, areas, damage and rectangles must not change
-    import cv2
-
     rng = np.random.default_rng(3)
     mask = np.zeros((180, 320), np.uint8)
     for _ in range(12):
@@ -97,6 +94,21 @@ def test_video_labels_follow_the_camera(tmp_path):
     assert comp.shape == (180, 320)
     # the camera moves: frame 0 and frame 3 see different parts of the facade
     assert (frame_labels(labels, 0)[1] != inst).any()
+
+
+def test_a_view_taller_than_the_building_sees_sky_and_ground_not_a_mirrored_building(tmp_path):
+    """A portrait frame is taller than any generated facade: every frame must lie inside the (padded) facade, and
+    no instance may show as two pieces with background between them, as the renderer's mirrored border drew it."""
+    facade_video(tmp_path / "tall.mp4", seconds=0.4, seed=3, fps=5, size=(200, 900), progress=False)
+    labels = dict(np.load(tmp_path / "tall.labels.npz"))
+    fh, fw = labels["components"].shape
+    for i, H in enumerate(labels["homographies"]):
+        corners = cv2.perspectiveTransform(np.float64([[[0, 0]], [[200, 0]], [[200, 900]], [[0, 900]]]), H).reshape(4, 2)
+        assert (corners >= -1).all() and (corners[:, 0] <= fw + 1).all() and (corners[:, 1] <= fh + 1).all()
+        _, inst, _ = frame_labels(labels, i)
+        for k in np.unique(inst[inst > 0]):
+            rows = np.flatnonzero((inst == k).any(1))
+            assert rows[-1] - rows[0] + 1 == len(rows), f"instance {k} is drawn twice in frame {i}"
 
 
 def test_generated_dataset_is_the_same_bytes_on_a_rerun(tmp_path):

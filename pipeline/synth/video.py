@@ -45,7 +45,11 @@ def facade_video(out: str | Path, seconds: float = 10, seed: int = 0, fps: float
         pick = rng.choice(len(spans), int(round(intact * len(spans))), replace=False)
         intact_x = [spans[i] for i in sorted(pick)]
     f = add_damage(rng, generate_facade(rng, width, storey_px=(200, 260)), intact_x=intact_x)
-    fh = f.components.shape[0]
+    centre = f.components.shape[0] / 2  # the pass is aimed at the building's middle, before any padding
+    # the view reaches 0.5 vh (+0.08 vh of bob, + the wobble's perspective) above and below its centre
+    pad = max(0, int(np.ceil(0.65 * vh - centre)))
+    f = _extend_sky_and_ground(f, pad)
+    centre += pad
     metres_per_px = 3.0 / 230
     lat0, lon0, bearing = rng.uniform(-40, 50), rng.uniform(-120, 140), rng.uniform(0, 2 * np.pi)
     alt = rng.uniform(8, 25)
@@ -59,7 +63,7 @@ def facade_video(out: str | Path, seconds: float = 10, seed: int = 0, fps: float
     for i in tqdm(range(n), desc="rendering clip", disable=not progress):
         t = i / fps
         cx = 100 + vw / 2 + speed_px_s * t
-        cy = fh / 2 + 0.08 * vh * np.sin(0.4 * t + phase[0])
+        cy = centre + 0.08 * vh * np.sin(0.4 * t + phase[0])
         H = camera_homography((cx, cy), (vw, vh), size, 0)
         # a slow, smooth yaw/pitch wobble: drone footage is oblique but not jittery
         wob = 0.03 * np.sin(0.3 * t + phase[1:])
@@ -84,6 +88,26 @@ def facade_video(out: str | Path, seconds: float = 10, seed: int = 0, fps: float
             "components": len(ids), "video": str(out)}
     out.with_suffix(".json").write_text(json.dumps(meta, indent=2))
     return meta
+
+
+def _extend_sky_and_ground(f: Facade, rows: int) -> Facade:
+    """`rows` more sky above and ground below, each the facade's own band mirrored outwards. A view taller than
+    a low building otherwise runs past the facade, and the renderer's mirrored border draws the building again,
+    upside down, under its ground, with the same instance ids (a roll-up then counts it twice)."""
+    if rows <= 0:
+        return f
+    filled = f.components.any(1)
+    top, bottom = int(filled.argmax()), int(filled[::-1].argmax())  # rows of sky and of ground (no component)
+
+    def grow(a: np.ndarray, fill_labels: bool) -> np.ndarray:
+        if fill_labels:  # sky and ground are background, with no damage
+            return np.pad(a, ((rows, rows),) + ((0, 0),) * (a.ndim - 1))
+        sky = np.pad(a[:max(top, 1)], ((rows, 0),) + ((0, 0),) * (a.ndim - 1), mode="symmetric")[:rows]
+        ground = np.pad(a[len(a) - max(bottom, 1):], ((0, rows),) + ((0, 0),) * (a.ndim - 1), mode="symmetric")[-rows:]
+        return np.concatenate([sky, a, ground])
+
+    return Facade(grow(f.image, False), grow(f.components, True), grow(f.instances, True), grow(f.damage, True),
+                  f.instance_class, f.states)
 
 
 def frame_labels(labels: dict, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
