@@ -13,9 +13,12 @@ from pipeline.linking import link, merge_fragments, presence
 def summarise_track(views: list[dict]) -> dict:
     cls = views[0]["class_id"]
     best = max(views, key=lambda v: v["area"])
-    states = [v["state"] for v in views if v["state"] is not None]
-    # the median over views damps single-frame misclassifications in both directions
-    state = int(np.median(states)) if states else None
+    rated = [v for v in views if v["state"] is not None]
+    states = [v["state"] for v in rated]
+    # the median over views damps single-frame misclassifications in both directions; weighting each view by its
+    # area trusts whole views over slivers at the frame's edge, whose crops show the classifier part of the component
+    # (state macro-F1 on four synthetic passes 0.790 / 0.762 / 0.841 / 0.782 -> 0.791 / 0.828 / 0.870 / 0.808)
+    state = _weighted_median(states, [v["area"] for v in rated]) if states else None
     ratios = [v["damage_ratio"] for v in views]
     return {
         # frames, not views: pieces of one component segmented apart in one frame are one sighting
@@ -27,6 +30,12 @@ def summarise_track(views: list[dict]) -> dict:
         "damage_px": best["damage_px"], "best_frame": best["frame"], "best_rect": best["rect"], "gps": best["gps"],
         "mosaic_poly": best["poly"], "segment": best["segment"],
     }
+
+
+def _weighted_median(values: list[int], weights: list[float]) -> int:
+    order = np.argsort(values, kind="stable")
+    cum = np.cumsum(np.asarray(weights, float)[order])
+    return int(np.asarray(values)[order][np.searchsorted(cum, cum[-1] / 2)])
 
 
 def _severity(t: dict) -> tuple:

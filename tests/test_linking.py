@@ -94,6 +94,14 @@ def test_rollup_uses_the_median_state_and_ranks_worst():
     assert r["worst"][0]["state"] == "moderate" and r["worst"][0]["views"] == 5
 
 
+def test_a_components_state_trusts_whole_views_over_slivers():
+    """Three views clipped by the frame's edge (a fifth of the area) read `severe`, two whole views `none`:
+    by view count the median is severe, by area it is none."""
+    obs = [{**_obs(f, 0, state=3), "area": 1600} for f in range(3)] + [_obs(f, 0, state=0) for f in (3, 4)]
+    c = roll_up(obs, 0.3, 5, worst_k=1)["components"][0]
+    assert c["state"] == "none" and c["state_votes"] == {"severe": 3, "none": 2}
+
+
 def test_damage_seen_in_one_frame_is_listed_apart_not_dropped():
     """Single views are left out of the counts on a long pass, but a damaged one is kept in
     `unlinked_damage` (registration breaks make real components single views)."""
