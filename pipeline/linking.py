@@ -222,10 +222,11 @@ def presence(tracks: list[list[dict]], footprints: list, max_gap: int = 30, cove
     track's first and last views, in its segment. `footprints`: [frame, segment, 4 corners] per frame, in the
     mosaic plane. A wall is seen in nearly every frame that shows it; a beam the segmenter reads into a wall's
     texture for three frames, while that wall fills the next forty, is not a beam."""
-    by_seg: dict[int, tuple] = {}
-    for seg in {f[1] for f in footprints}:
-        fs = sorted((f for f in footprints if f[1] == seg), key=lambda f: f[0])
-        by_seg[seg] = (np.array([f[0] for f in fs]), np.array([Polygon(f[2]).buffer(0) for f in fs], dtype=object))
+    grouped: dict[int, list] = {}
+    for f in sorted(footprints, key=lambda f: f[0]):
+        grouped.setdefault(f[1], []).append(f)
+    by_seg = {seg: (np.array([f[0] for f in fs]), np.array([Polygon(f[2]).buffer(0) for f in fs], dtype=object))
+              for seg, fs in grouped.items()}
     out = []
     for views in tracks:
         seen = {v["frame"] for v in views}

@@ -99,8 +99,8 @@ def _extend_sky_and_ground(f: Facade, rows: int) -> Facade:
     filled = f.components.any(1)
     top, bottom = int(filled.argmax()), int(filled[::-1].argmax())  # rows of sky and of ground (no component)
 
-    def grow(a: np.ndarray, fill_labels: bool) -> np.ndarray:
-        if fill_labels:  # sky and ground are background, with no damage
+    def grow(a: np.ndarray, is_label: bool) -> np.ndarray:
+        if is_label:  # sky and ground are background, with no damage
             return np.pad(a, ((rows, rows),) + ((0, 0),) * (a.ndim - 1))
         sky = np.pad(a[:max(top, 1)], ((rows, 0),) + ((0, 0),) * (a.ndim - 1), mode="symmetric")[:rows]
         ground = np.pad(a[len(a) - max(bottom, 1):], ((0, rows),) + ((0, 0),) * (a.ndim - 1), mode="symmetric")[-rows:]
