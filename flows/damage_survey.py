@@ -101,8 +101,10 @@ def process_chunk(run_key: str, k: int, first: int, stop: int) -> dict:
                 tel = r.frame.telemetry
                 gps = None if tel is None else {"lat": tel.lat, "lon": tel.lon, "alt_m": tel.alt_m}
                 h, w = r.frame.image.shape[:2]
-                footprints.append([r.frame.index, seg, to_mosaic_many([((w / 2, h / 2), (w, h), 0.0)], H)[0]])
-                for c, poly in zip(r.components, to_mosaic_many([c.rect for c in r.components], H)):
+                # the frame's own outline goes through the same one transform as its components'
+                outline, *polys = to_mosaic_many([((w / 2, h / 2), (w, h), 0.0)] + [c.rect for c in r.components], H)
+                footprints.append([r.frame.index, seg, outline])
+                for c, poly in zip(r.components, polys):
                     obs.append({"frame": r.frame.index, "class_id": c.class_id, "segment": seg, "poly": poly,
                                 "state": c.state, "damage_ratio": round(c.damage_ratio(), 5), "damage_px": c.damage_px,
                                 "area": c.area_px, "rect": [list(c.rect[0]), list(c.rect[1]), c.rect[2]], "gps": gps})
