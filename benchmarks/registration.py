@@ -106,13 +106,14 @@ def rollup(clip: Path, variant: dict) -> dict:
     obs = [o for m in markers for o in m["observations"]]
     footprints = [f for m in markers for f in m["footprints"]]
     link_cfg = spec["linking"]
+    min_presence = LinkingConfig(**link_cfg).min_presence
     out = {"true_components": true_component_count(clip, s["frames_processed"])}
     # a component is a true one when an instance of its class covers part of its best view
     labels = np.load(clip.with_suffix(".labels.npz"))
     state_of = dict(zip(labels["instance_ids"].tolist(), labels["instance_state"].tolist()))
     for key, how in ROLLUPS.items():
         ru = roll_up(obs, link_cfg["iou"], link_cfg["max_gap_frames"], 5, merge=how["merge"],
-                     footprints=footprints if how["presence"] else None, min_presence=LinkingConfig(**link_cfg).min_presence)
+                     footprints=footprints if how["presence"] else None, min_presence=min_presence)
         if key == "":
             assert ru["unique_components"] == s["rollup"]["unique_components"], "the flow's roll-up and this one differ"
         inst = [true_instance(clip, c) for c in ru["components"]]

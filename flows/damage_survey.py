@@ -206,8 +206,7 @@ def finish(out_dir: Path, src, cfg: FlowConfig, plan, seconds: float, config: st
     obs = [o for m in markers for o in m["observations"]]
     n = sum(m["frames"] for m in markers)
     busy = sum(m["seconds"] for m in markers)
-    # chunk markers written before footprints were recorded (a resumed older run) roll up without the presence filter
-    footprints = None if any("footprints" not in m for m in markers) else [f for m in markers for f in m["footprints"]]
+    footprints = [f for m in markers for f in m["footprints"]]
     rollup = roll_up(obs, cfg.linking.iou, cfg.linking.max_gap_frames, cfg.worst, footprints=footprints,
                      min_presence=cfg.linking.min_presence)
     summary = {

@@ -51,13 +51,18 @@ def roll_up(observations: list[dict], iou: float, max_gap: int, worst_k: int, mi
     tracks = [summarise_track(v) for v in grouped]
     # a component seen in a single frame of a long pass is more likely a mis-segmentation
     filter_singles = len({o["frame"] for o in observations}) >= 2 * min_views
-    share = presence(grouped, footprints, max_gap) if footprints and min_presence > 0 else [1.0] * len(tracks)
+    single = [filter_singles and t["views"] < min_views for t in tracks]
+    # presence only for the tracks the single-view rule keeps (on the thermal pass, 188 of 2,661)
+    judged = [g for g, s in zip(grouped, single) if not s]
+    shares = iter(presence(judged, footprints, max_gap) if footprints and min_presence > 0 else [1.0] * len(judged))
     keep, dropped, transient = [], [], 0
-    for t, p in zip(tracks, share):
-        t["presence"] = round(p, 3)
-        if filter_singles and t["views"] < min_views:
+    for t, s in zip(tracks, single):
+        if s:
             dropped.append(t)
-        elif p < min_presence:
+            continue
+        p = next(shares)
+        t["presence"] = round(p, 3)
+        if p < min_presence:
             # seen in a few of the many frames that showed its place: on synthetic passes nearly all are a
             # segmenter's misreading (a beam in a wall's texture) or a repeat of a component already counted
             transient += 1
