@@ -29,14 +29,15 @@ def tiny_params(data: Path, out: Path) -> dict:
     p = {k: dict(v) for k, v in PARAMS.items()}
     p["generate"] |= {"out": str(data), "train": 9, "val": 4, "test": 3}
     for k in ("train_components", "train_damage", "finetune_damage", "finetune_closeup", "refine_closeup", "settle_closeup",
-              "train_condition"):
+              "temper_closeup", "train_condition"):
         p[k] |= {"data": str(data), "epochs": 1, "steps_per_epoch": 2, "batch": 4}
     p["train_components"]["out"] = str(out / "components.pt")
     p["train_damage"]["out"] = str(out / "damage_synth.pt")
     p["finetune_damage"] |= {"init": str(out / "damage_synth.pt"), "out": str(out / "damage.pt"), "real": None}
     p["finetune_closeup"] |= {"init": str(out / "damage.pt"), "out": str(out / "damage_closeup_r1.pt"), "real": None}
     p["refine_closeup"] |= {"init": str(out / "damage_closeup_r1.pt"), "out": str(out / "damage_closeup_r2.pt"), "real": None}
-    p["settle_closeup"] |= {"init": str(out / "damage_closeup_r2.pt"), "out": str(out / "damage_closeup.pt"), "real": None}
+    p["settle_closeup"] |= {"init": str(out / "damage_closeup_r2.pt"), "out": str(out / "damage_closeup_r3.pt"), "real": None}
+    p["temper_closeup"] |= {"init": str(out / "damage_closeup_r3.pt"), "out": str(out / "damage_closeup.pt"), "real": None}
     p["train_condition"]["out"] = str(out / "condition.pt")
     p["evaluate"] |= {"data": str(data), "weights": str(out), "real": str(out / "no-real-data")}
     p["train_condition_ee"] |= {"data": str(data), "init": str(out / "condition.pt"), "subset": 16, "epochs": 1,
