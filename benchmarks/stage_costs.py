@@ -9,7 +9,8 @@ each against its plain version in the same run.
   small size) against labelling it at full size, on the chain's own component masks;
 - condition classifier: BatchNorm folded and NHWC against the checkpoint as trained, on the chain's crops;
 - the condition screen's autoencoders: NHWC (as loaded) against NCHW (as trained), on those crops' activations;
-- damage segmenter: `runtime: onnxruntime` against `runtime: torch` (both folded, NHWC), same frames, same masks.
+- damage segmenter: `runtime: onnxruntime` against `runtime: torch` (both folded, NHWC), same frames, same masks;
+- both segmenters under ONNX Runtime: the graph exported at the frames' fixed size against the free-size one.
 Writes benchmarks/results/stage_costs.{json,md}.
 """
 
@@ -113,6 +114,10 @@ def main() -> None:
         # its deepest detector on those features, in chunks the size a flow batch gives it
         from pipeline.screen import detector as sdet
         feats = torch.cat([ae.features_of(v) for ae, v in zip(aes, xs)], 1).numpy()
+        # a screen that reads the exits (`exits: true`) has more columns per layer; the detectors' arithmetic does not
+        # depend on their values, so the exits' columns are left at zero here
+        width = scr.screen._width(len(aes))
+        feats = np.pad(feats, ((0, 0), (0, width - feats.shape[1])))
         gmm = scr.screen.detectors[len(aes)]
         chunks = np.array_split(feats, max(1, len(feats) // 16))
         t_det_sk = best_of(lambda: [sdet.score(gmm, c) for c in chunks], reps=5)
@@ -125,6 +130,18 @@ def main() -> None:
     masks_rt = {rt: st.predict(images[:4]) for rt, st in by_runtime.items()}  # warm-up (and the export)
     t_rt = {rt: best_of(lambda st=st: st.predict(images), reps=2) for rt, st in by_runtime.items()}
     same = float(np.mean([(a == b).mean() for a, b in zip(*masks_rt.values())]))
+
+    # each segmenter as the chain loads it, once with the free-size graph only and once allowed fixed-size ones
+    fixed = {}
+    for seg in (st for st in pipe.stages if st.type_name in ("component_segmentation", "damage_segmentation")):
+        spec = {**seg.cfg.model_dump(exclude_none=True), "model": str(seg.cfg.model)}
+        by_graph = {"free": load_stage(spec), "fixed": load_stage(spec)}
+        by_graph["free"].model.forward.fixed_sizes = 0
+        out = {k: [st.predict(images[:1]) for _ in range(4)][-1] for k, st in by_graph.items()}  # past FIXED_AFTER calls
+        t = {k: best_of(lambda st=st: st.predict(images), reps=3) for k, st in by_graph.items()}
+        fixed[seg.type_name] = {"free_size": round(1000 * t["free"] / len(images), 1), "fixed_size": round(1000 * t["fixed"] / len(images), 1),
+                                "speed_ratio": round(t["free"] / t["fixed"], 2),
+                                "same_pixels": round(float((out["free"][0] == out["fixed"][0]).mean()), 5)}
 
     res = {"frames": len(frames), "ms_per_frame": per_stage, "total_ms_per_frame": round(sum(per_stage.values()), 1),
            "extract_components_ms_per_frame": {"full_size": round(1000 * plain / len(masks), 1),
@@ -139,7 +156,8 @@ def main() -> None:
            "damage_runtime_ms_per_frame": {"torch": round(1000 * t_rt["torch"] / len(images), 1),
                                            "onnxruntime": round(1000 * t_rt["onnxruntime"] / len(images), 1),
                                            "speed_ratio": round(t_rt["torch"] / t_rt["onnxruntime"], 2),
-                                           "same_pixels": round(same, 5)}}
+                                           "same_pixels": round(same, 5)},
+           "onnx_fixed_size_ms_per_frame": fixed}
     tot = res["total_ms_per_frame"]
     md = [f"### Damage-survey chain, budget full, {len(frames)} frames of a 720p pass (`python benchmarks/stage_costs.py`)", "",
           "| stage | ms / frame | share |", "|---|---|---|"]
@@ -154,6 +172,8 @@ def main() -> None:
            f"{sd['scikit_learn']} | {sd['numpy']} | {sd['speed_ratio']}x |",
            f"| damage segmenter, ms / frame (`runtime: onnxruntime` vs `torch`; {r['same_pixels']:.2%} of mask pixels equal) | "
            f"{r['torch']} | {r['onnxruntime']} | {r['speed_ratio']}x |"]
+    md += [f"| {name.split('_')[0]} segmenter under ONNX Runtime, ms / frame (fixed-size graph vs free-size; {v['same_pixels']:.2%} of "
+           f"mask pixels equal) | {v['free_size']} | {v['fixed_size']} | {v['speed_ratio']}x |" for name, v in fixed.items()]
     text = "\n".join(md) + "\n"
     print(text)
     RESULTS.mkdir(exist_ok=True)

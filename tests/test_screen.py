@@ -426,3 +426,25 @@ def test_exit_screen_needs_layers_on_the_exits_blocks():
         check_layers(ee_model(), LAYERS[1:], "the condition model")
     with pytest.raises(ConfigError, match="no early exits"):
         check_layers(torch.nn.Conv2d(3, 3, 1), LAYERS, "a plain model")
+
+
+def test_onnxruntime_gives_a_size_that_keeps_coming_back_a_fixed_size_graph(tmp_path, monkeypatch):
+    """Video frames are one size: from its third call that size runs a graph exported at it, one image per run,
+    with the free-size graph's results; once `fixed_sizes` sizes have one, other sizes keep the free-size graph."""
+    import pipeline.models.onnx as ox
+
+    monkeypatch.setattr(ox, "CACHE", tmp_path / "onnx")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                              torch.nn.Upsample(scale_factor=2.0), torch.nn.Conv2d(8, 4, 1)).eval()
+    fwd = ox.OnnxForward(net, "tiny-net", fixed_sizes=1)
+    x = torch.rand(3, 3, 32, 48)
+    with torch.no_grad():
+        ref = torch.nn.Sequential.forward(net, x)
+    for call in range(1, 5):
+        assert torch.allclose(fwd(x), ref, atol=1e-5), call
+        assert [s for _, s in fwd._sessions] == ([None] if call < ox.FIXED_AFTER else [None, (32, 48)]), call
+    other = torch.rand(2, 3, 64, 64)
+    for _ in range(ox.FIXED_AFTER + 1):  # a second size, past the one fixed size allowed: the free-size graph
+        fwd(other)
+    assert sorted(map(str, (s for _, s in fwd._sessions))) == ["(32, 48)", "None"]

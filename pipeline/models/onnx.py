@@ -6,6 +6,10 @@ segmenter runs ~1.5x faster (benchmarks/stage_costs.py). The torch module stays 
 model, with its named submodules, so anything that hooks a submodule's output (the screen's
 activation taps) keeps working: the exported graph also outputs every hooked submodule, and
 those hooks are called with ONNX Runtime's tensors.
+
+An input size that keeps coming back (a video's frames, a tile) gets a graph exported at that fixed size:
+its shapes are constants, so ONNX Runtime folds the decoder's size arithmetic and plans its buffers
+once. Other sizes (a folder of photos of many sizes) run the graph with free height and width.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import os
 import sys
 import tempfile
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +29,10 @@ from torch import nn
 from pipeline.errors import ConfigError
 
 CACHE = Path(os.environ.get("INSPECTFLOW_CACHE", Path.home() / ".cache" / "inspectflow")) / "onnx"
+# a size seen in this many calls gets its own fixed-size graph (an export the first time, ~2-3 s, then
+# cached on disk), for at most FIXED_SIZES sizes per model: a fixed-size graph ran the component and
+# damage segmenters on 720p frames 1.1-1.3x faster than the free-size one (benchmarks/stage_costs.py)
+FIXED_AFTER, FIXED_SIZES = 3, 4
 
 
 def _first(out):
@@ -54,7 +63,7 @@ class OnnxForward:
     """Set as a model's `forward`: exports on first use (and when the set of hooked submodules
     changes), caches the .onnx file by weights and outputs, and runs it with ONNX Runtime."""
 
-    def __init__(self, model: nn.Module, key: str, threads: int | None = None):
+    def __init__(self, model: nn.Module, key: str, threads: int | None = None, fixed_sizes: int | None = None):
         try:
             import onnxruntime  # noqa: F401
         except ImportError as e:
@@ -63,16 +72,18 @@ class OnnxForward:
         self.model, self.key = model, key
         self.threads = threads or torch.get_num_threads()
         self.mods = dict(model.named_modules())
-        self._sessions: dict[tuple[str, ...], object] = {}
+        self._sessions: dict[tuple, object] = {}  # (hooked names, (h, w) or None for free size) -> session
+        self.fixed_sizes = FIXED_SIZES if fixed_sizes is None else fixed_sizes
+        self._seen: Counter = Counter()
 
     def _hooked(self) -> tuple[str, ...]:
         return tuple(n for n, m in self.mods.items() if n and m._forward_hooks)
 
-    def _session(self, names: tuple[str, ...]):
-        if names not in self._sessions:
+    def _session(self, names: tuple[str, ...], size: tuple[int, int] | None = None):
+        if (names, size) not in self._sessions:
             import onnxruntime as ort
 
-            path = self._export(names)
+            path = self._export(names, size)
             so = ort.SessionOptions()
             so.intra_op_num_threads = self.threads
             so.inter_op_num_threads = 1
@@ -84,15 +95,21 @@ class OnnxForward:
                 sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
             except Exception:  # a cached file damaged since it was written: export it again
                 path.unlink(missing_ok=True)
-                sess = ort.InferenceSession(str(self._export(names)), so, providers=["CPUExecutionProvider"])
-            self._sessions[names] = sess
-        return self._sessions[names]
+                sess = ort.InferenceSession(str(self._export(names, size)), so, providers=["CPUExecutionProvider"])
+            self._sessions[names, size] = sess
+        return self._sessions[names, size]
 
-    def _export(self, names: tuple[str, ...]) -> Path:
+    def _fixed(self, size: tuple[int, int]) -> bool:
+        """Whether inputs of this size run a fixed-size graph (one image per run)."""
+        self._seen[size] += 1
+        fixed = {s for _, s in self._sessions if s is not None}
+        return size in fixed or (self._seen[size] >= FIXED_AFTER and len(fixed) < self.fixed_sizes)
+
+    def _export(self, names: tuple[str, ...], size: tuple[int, int] | None = None) -> Path:
         # the class's code comes from a library (smp, timm): a new version may build another graph
         cls = type(self.model)
         lib = sys.modules.get(cls.__module__.split(".")[0])
-        tag = hashlib.sha256(repr((self.key, names, cls.__module__, cls.__qualname__, getattr(lib, "__version__", None),
+        tag = hashlib.sha256(repr((self.key, names, size, cls.__module__, cls.__qualname__, getattr(lib, "__version__", None),
                                    torch.__version__)).encode()).hexdigest()[:20]
         cache = CACHE
         try:
@@ -104,7 +121,7 @@ class OnnxForward:
         if path.exists():
             return path
         outs = ["y", *(f"t{i}" for i in range(len(names)))]
-        dyn = {"x": {0: "n", 2: "h", 3: "w"}} | {o: {0: "n"} for o in outs}
+        dyn = None if size else {"x": {0: "n", 2: "h", 3: "w"}} | {o: {0: "n"} for o in outs}
         # hooks must not see the tracing pass: they are set aside while exporting
         saved = {n: dict(self.mods[n]._forward_hooks) for n in names}
         for n in names:
@@ -114,7 +131,7 @@ class OnnxForward:
         try:
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")
-                torch.onnx.export(_Exported(self.model, names), (torch.zeros(1, 3, 64, 64),), tmp, dynamo=False,
+                torch.onnx.export(_Exported(self.model, names), (torch.zeros(1, 3, *(size or (64, 64))),), tmp, dynamo=False,
                                   input_names=["x"], output_names=outs, dynamic_axes=dyn, opset_version=17)
             os.replace(tmp, path)  # atomic: a concurrent run never reads half a file
         finally:
@@ -135,7 +152,14 @@ class OnnxForward:
             raise ConfigError("`runtime: onnxruntime` computes no gradients, and this call needs them (an attack or training)",
                               "load the stage with `runtime: torch` for anything that backpropagates")
         names = self._hooked()
-        outs = self._session(names).run(None, {"x": np.ascontiguousarray(x.detach().numpy(), dtype=np.float32)})
+        arr = np.ascontiguousarray(x.detach().numpy(), dtype=np.float32)
+        size = tuple(arr.shape[2:])
+        if self._fixed(size):
+            sess = self._session(names, size)
+            runs = [sess.run(None, {"x": arr[i : i + 1]}) for i in range(len(arr))]
+            outs = [np.concatenate(o) for o in zip(*runs)]
+        else:
+            outs = self._session(names).run(None, {"x": arr})
         for n, arr in zip(names, outs[1:]):
             m, t = self.mods[n], torch.from_numpy(arr)
             for hook in list(m._forward_hooks.values()):
