@@ -267,7 +267,13 @@ def main():
     ap.add_argument("--only", choices=["gate", "reuse"])
     ap.add_argument("--imgsz", type=int, help="site-flow: the detector's input size instead of its YAML's")
     ap.add_argument("--component-scale", type=float, help="pipe: the component segmenter's input scale instead of its YAML's")
+    ap.add_argument("--fixed-sizes", type=int, help="ONNX Runtime's fixed-size graphs per model (pipeline.models.onnx.FIXED_SIZES; "
+                    "0: the free-size graph only)")
     a = ap.parse_args()
+    if a.fixed_sizes is not None:
+        import pipeline.models.onnx as ox
+
+        ox.FIXED_SIZES = a.fixed_sizes
     if a.measure:
         from benchmarks.safety_throughput import measure_naive as site_naive
 
