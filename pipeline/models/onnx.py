@@ -31,7 +31,7 @@ from pipeline.errors import ConfigError
 CACHE = Path(os.environ.get("INSPECTFLOW_CACHE", Path.home() / ".cache" / "inspectflow")) / "onnx"
 # a size seen in this many calls gets its own fixed-size graph (an export the first time, ~2-3 s, then
 # cached on disk), for at most FIXED_SIZES sizes per model: a fixed-size graph ran the component and
-# damage segmenters on 720p frames 1.1-1.3x faster than the free-size one (benchmarks/stage_costs.py)
+# damage segmenters on 720p frames 1.17x / 1.13x faster than the free-size one (benchmarks/stage_costs.py)
 FIXED_AFTER, FIXED_SIZES = 3, 4
 
 
@@ -152,14 +152,14 @@ class OnnxForward:
             raise ConfigError("`runtime: onnxruntime` computes no gradients, and this call needs them (an attack or training)",
                               "load the stage with `runtime: torch` for anything that backpropagates")
         names = self._hooked()
-        arr = np.ascontiguousarray(x.detach().numpy(), dtype=np.float32)
-        size = tuple(arr.shape[2:])
+        xa = np.ascontiguousarray(x.detach().numpy(), dtype=np.float32)
+        size = tuple(xa.shape[2:])
         if self._fixed(size):
             sess = self._session(names, size)
-            runs = [sess.run(None, {"x": arr[i : i + 1]}) for i in range(len(arr))]
+            runs = [sess.run(None, {"x": xa[i : i + 1]}) for i in range(len(xa))]
             outs = [np.concatenate(o) for o in zip(*runs)]
         else:
-            outs = self._session(names).run(None, {"x": arr})
+            outs = self._session(names).run(None, {"x": xa})
         for n, arr in zip(names, outs[1:]):
             m, t = self.mods[n], torch.from_numpy(arr)
             for hook in list(m._forward_hooks.values()):
