@@ -50,6 +50,7 @@ def main() -> None:
 
     import pipeline.components as pc
     from pipeline.models import checkpoint
+    from pipeline.models.onnx import FIXED_AFTER
     from pipeline.models.preprocess import to_tensor
     from pipeline.runner import Pipeline, load_flow_config
     from pipeline.sources import SourceOptions, open_source
@@ -137,7 +138,8 @@ def main() -> None:
         spec = {**seg.cfg.model_dump(exclude_none=True), "model": str(seg.cfg.model)}
         by_graph = {"free": load_stage(spec), "fixed": load_stage(spec)}
         by_graph["free"].model.forward.fixed_sizes = 0
-        out = {k: [st.predict(images[:1]) for _ in range(4)][-1] for k, st in by_graph.items()}  # past FIXED_AFTER calls
+        # enough calls of the frames' size that the second stage switches to its fixed-size graph
+        out = {k: [st.predict(images[:1]) for _ in range(FIXED_AFTER + 1)][-1] for k, st in by_graph.items()}
         t = {k: best_of(lambda st=st: st.predict(images), reps=3) for k, st in by_graph.items()}
         fixed[seg.type_name] = {"free_size": round(1000 * t["free"] / len(images), 1), "fixed_size": round(1000 * t["fixed"] / len(images), 1),
                                 "speed_ratio": round(t["free"] / t["fixed"], 2),

@@ -101,9 +101,11 @@ class OnnxForward:
 
     def _fixed(self, size: tuple[int, int]) -> bool:
         """Whether inputs of this size run a fixed-size graph (one image per run)."""
-        self._seen[size] += 1
         fixed = {s for _, s in self._sessions if s is not None}
-        return size in fixed or (self._seen[size] >= FIXED_AFTER and len(fixed) < self.fixed_sizes)
+        if size in fixed:
+            return True
+        self._seen[size] += 1
+        return self._seen[size] >= FIXED_AFTER and len(fixed) < self.fixed_sizes
 
     def _export(self, names: tuple[str, ...], size: tuple[int, int] | None = None) -> Path:
         # the class's code comes from a library (smp, timm): a new version may build another graph
