@@ -1,7 +1,7 @@
 """Frame registration, the ground of the flight roll-up: how far each frame's homography into the
 mosaic plane is from the generator's, on synthetic 720p drone passes, and how many separate stretches
 the real thermal facade pass falls into. Baseline, in the same run: each frame chained to the one
-before, with no history (the registrar before keyframes).
+before, with no history (the registrar before keyframes); and the registrar shipped before USAC.
 
     python benchmarks/registration.py [--seeds 11 3 21] [--seconds 10] [--rollup]
 
@@ -36,7 +36,11 @@ from pipeline import linking  # noqa: E402
 from pipeline.imageio import read_image  # noqa: E402
 from pipeline.sources import open_source  # noqa: E402
 
-VARIANTS = {"chained (baseline)": dict(history=1, key_overlap=float("inf")), "chain + keyframe blend + history 3 (shipped)": {}}
+VARIANTS = {"chained (baseline)": dict(history=1, key_overlap=float("inf"), method=cv2.RANSAC),
+            "keyframe blend 0.2, history 3, RANSAC (shipped until 2026-12-06)": dict(key_blend=0.2, method=cv2.RANSAC),
+            "keyframe blend 0.35, history 3, USAC_ACCURATE (shipped)": {}}
+# the flow builds its own registrar; a variant reaches it through these module constants
+PATCHED = {"key_overlap": "KEY_OVERLAP", "key_blend": "KEY_BLEND", "method": "HOMOGRAPHY_METHOD"}
 THERMAL = ROOT.parent / "shared" / "data" / "real" / "footage" / "facade_thermal_flight"
 
 
@@ -50,6 +54,8 @@ def clip_for(seed: int, seconds: float) -> Path:
 
 
 def drift(clip: Path, **kw) -> dict:
+    """Mean error over the pass and at its end, and jitter: how far the error moves from one frame to the
+    next (what linking thin components across neighbouring frames feels)."""
     Hs = np.load(clip.with_suffix(".labels.npz"))["homographies"]
     frames = [f.image for f in open_source(clip)]
     h, w = frames[0].shape[:2]
@@ -59,10 +65,13 @@ def drift(clip: Path, **kw) -> dict:
         H, seg = reg.update(im)
         if seg == 0:
             a, b = H @ grid, np.linalg.inv(Hs[0]) @ Hs[i] @ grid
-            errs.append(float(np.linalg.norm(a[:2] / a[2] - b[:2] / b[2], axis=0).mean()))
+            errs.append((i, a[:2] / a[2] - b[:2] / b[2]))
     ms = 1000 * (time.perf_counter() - t0) / len(frames)
-    return {"frames": len(frames), "segments": reg.segments, "mean_err_px": round(float(np.mean(errs)), 1),
-            "end_err_px": round(errs[-1], 1) if len(errs) == len(frames) else None, "ms_per_frame": round(ms, 1)}
+    dist = [float(np.linalg.norm(e, axis=0).mean()) for _, e in errs]
+    steps = [float(np.linalg.norm(e1 - e0, axis=0).mean()) for (i0, e0), (i1, e1) in zip(errs, errs[1:]) if i1 == i0 + 1]
+    return {"frames": len(frames), "segments": reg.segments, "mean_err_px": round(float(np.mean(dist)), 1),
+            "end_err_px": round(dist[-1], 1) if len(errs) == len(frames) else None,
+            "jitter_px": round(float(np.mean(steps)), 2) if steps else None, "ms_per_frame": round(ms, 1)}
 
 
 def thermal(**kw) -> dict | None:
@@ -91,8 +100,9 @@ def rollup(clip: Path, variant: dict) -> dict:
     from pipeline.rollup import roll_up
     from pipeline.runner import LinkingConfig
 
-    saved = linking.KEY_OVERLAP
-    linking.KEY_OVERLAP = variant.get("key_overlap", saved)
+    saved = {name: getattr(linking, name) for name in PATCHED.values()}
+    for arg, name in PATCHED.items():
+        setattr(linking, name, variant.get(arg, saved[name]))
     try:
         with tempfile.TemporaryDirectory() as d:
             cfg = shipped_flow_config(Path(d) / "flow.yaml", {})
@@ -102,7 +112,8 @@ def rollup(clip: Path, variant: dict) -> dict:
             s = damage_survey(str(clip), str(Path(d) / "out"), str(cfg), progress=False)
             markers = [json.loads(m.read_text()) for m in sorted((Path(d) / "out" / "chunks").glob("chunk_*.json"))]
     finally:
-        linking.KEY_OVERLAP = saved
+        for name, v in saved.items():
+            setattr(linking, name, v)
     obs = [o for m in markers for o in m["observations"]]
     footprints = [f for m in markers for f in m["footprints"]]
     link_cfg = spec["linking"]
@@ -162,17 +173,20 @@ def main() -> None:
         print(name, json.dumps(r), flush=True)
     base = res["chained (baseline)"]
     lines = [f"Synthetic 720p passes ({a.seconds:g} s at 30 frames/s, seeds {', '.join(map(str, a.seeds))}): registration error "
-             "against the generator's homographies (px, mean over the pass / at its last frame); real thermal pass: stretches.", "",
-             "| registrar | " + " | ".join(f"seed {s} mean / end" for s in a.seeds) + " | mean error vs baseline | ms/frame | thermal stretches |",
-             "|---|" + "---|" * (len(a.seeds) + 3)]
+             "against the generator's homographies (px, mean over the pass / at its last frame); jitter: how far that error "
+             "moves from one frame to the next (px, mean over passes); real thermal pass: stretches.", "",
+             "| registrar | " + " | ".join(f"seed {s} mean / end" for s in a.seeds)
+             + " | mean error vs baseline | jitter | ms/frame | thermal stretches |",
+             "|---|" + "---|" * (len(a.seeds) + 4)]
     for name, r in res.items():
         p = r["passes"]
         mean = np.mean([v["mean_err_px"] for v in p.values()])
         ratio = mean / np.mean([v["mean_err_px"] for v in base["passes"].values()])
         ms = np.mean([v["ms_per_frame"] for v in p.values()])
+        jitter = np.mean([v["jitter_px"] for v in p.values()])
         th = r["thermal"]
         lines.append(f"| {name} | " + " | ".join(f"{v['mean_err_px']} / {v['end_err_px']}" for v in p.values())
-                     + f" | {ratio:.3f}x | {ms:.1f} | {th['segments'] if th else 'skipped'} of {th['frames'] if th else '-'} frames |")
+                     + f" | {ratio:.3f}x | {jitter:.2f} | {ms:.1f} | {th['segments'] if th else 'skipped'} of {th['frames'] if th else '-'} frames |")
     if a.rollup:
         lines += ["", "Roll-up of each pass by the damage-survey flow: components reported (truth: instances some frame shows "
                   "with 400 px or more) | true instances reported / extra reports of one instance / false components (no instance "
