@@ -269,7 +269,13 @@ def main():
     ap.add_argument("--component-scale", type=float, help="pipe: the component segmenter's input scale instead of its YAML's")
     ap.add_argument("--fixed-sizes", type=int, help="ONNX Runtime's fixed-size graphs per model (pipeline.models.onnx.FIXED_SIZES; "
                     "0: the free-size graph only)")
+    ap.add_argument("--sink-thread", type=int, choices=[0, 1], help="damage flow: registration, events and video on a thread "
+                    "of their own (flows.damage_survey.SINK_THREAD, the default) or between batches")
     a = ap.parse_args()
+    if a.sink_thread is not None:
+        import flows.damage_survey as ds
+
+        ds.SINK_THREAD = bool(a.sink_thread)
     if a.fixed_sizes is not None:
         import pipeline.models.onnx as ox
 

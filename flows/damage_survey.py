@@ -12,6 +12,7 @@ import hashlib
 import json
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -37,6 +38,9 @@ DEFAULT_CONFIG = DEFAULT_CONFIGS / "damage-survey.yaml"
 _RUNS: dict[str, dict] = {}
 # The CLI validates a run (building its pipeline) before Prefect starts; the flow reuses that build.
 _PIPELINES: dict[str, Pipeline] = {}
+# False: registration, events and video run between batches on the flow's thread (benchmarks/flow_budget.py
+# --sink-thread 0 measures what the thread buys)
+SINK_THREAD = True
 
 
 def _io_fault(task, task_run, state) -> bool:
@@ -83,11 +87,15 @@ def process_chunk(run_key: str, k: int, first: int, stop: int) -> dict:
     reused_before, counted_before = pipe.reused, pipe.counters()
     obs, flagged, n, last, t0 = [], [], 0, prev["last_frame"] if prev else None, time.perf_counter()
     footprints = []  # each frame's outline in the mosaic plane: where the roll-up could have seen a component
-    batch = []
+    batch, pending = [], None
+    # Registration, events and the video run on one thread of their own while the models take the next batch:
+    # ORB, USAC and the encoder release the GIL, and the chain leaves a core idle between its ONNX calls. One
+    # batch in flight keeps memory flat; one thread keeps events and registration in frame order.
+    sinks = ThreadPoolExecutor(1, thread_name_prefix="damage-survey-sinks")
 
-    def flush():
+    def write(results):
         nonlocal n, last
-        for r in pipe(batch):
+        for r in results:
             H, seg = reg.update(r.frame.image)
             ev = _event(r)
             log.append(ev)
@@ -112,14 +120,28 @@ def process_chunk(run_key: str, k: int, first: int, stop: int) -> dict:
                 part.write(annotate(r, cfg.video.scale))
             n, last = n + 1, r.frame.index
             ctx["bar"].update(1)
-        batch.clear()
 
-    for frame in source.iter_range(first, stop):
-        batch.append(frame)
-        if len(batch) >= cfg.batch_size:
+    def flush():
+        nonlocal pending
+        results = pipe(batch)
+        batch.clear()
+        if not SINK_THREAD:
+            return write(results)
+        if pending is not None:
+            pending.result()  # raises what the sink thread raised
+        pending = sinks.submit(write, results)
+
+    try:
+        for frame in source.iter_range(first, stop):
+            batch.append(frame)
+            if len(batch) >= cfg.batch_size:
+                flush()
+        if batch:
             flush()
-    if batch:
-        flush()
+        if pending is not None:
+            pending.result()
+    finally:
+        sinks.shutdown(wait=True)
     offset = log.commit()
     log.close()
     part.close()

@@ -120,6 +120,43 @@ def test_kill_9_then_resume_equals_uninterrupted_run(survey, tiny, clip, tmp_pat
         cv2.VideoCapture(str(ref / "annotated.mp4")).get(cv2.CAP_PROP_FRAME_COUNT)
 
 
+def test_a_fault_on_the_sink_thread_fails_the_chunk_and_its_retry_loses_nothing(tiny, clip, tmp_path, monkeypatch):
+    """Registration, events and video run on a thread beside the models; an I/O fault there must still
+    reach the chunk's task (whose retry condition looks for OSError), and the retried chunk must write
+    what an unfaulted one does, with no event twice."""
+    from tqdm import tqdm
+
+    import flows.damage_survey as ds
+    from pipeline.sinks import VideoPart
+
+    def chunk(out, fail_once):
+        cfg, src, pipe, _ = ds.prepare(str(clip), str(out), str(tiny["flow"]))
+        first, stop = ds._plan(src, cfg.chunk_frames)[0]
+        out.mkdir()
+        key = f"test:{out}"
+        ds._RUNS[key] = {"cfg": cfg, "out": out, "source": src, "pipeline": pipe, "bar": tqdm(disable=True)}
+        try:
+            if fail_once:
+                write = VideoPart.write
+
+                def broken(self, img):
+                    monkeypatch.setattr(VideoPart, "write", write)
+                    raise OSError("disk full (injected)")
+
+                monkeypatch.setattr(VideoPart, "write", broken)
+                with pytest.raises(OSError, match="injected"):
+                    ds.process_chunk.fn(key, 0, first, stop)
+            ds.process_chunk.fn(key, 0, first, stop)
+        finally:
+            del ds._RUNS[key]
+        marker = json.loads(ds._chunk_path(out, 0).read_text())
+        return (out / "events.jsonl").read_text(), marker["observations"], marker["footprints"]
+
+    clean, retried = chunk(tmp_path / "clean", False), chunk(tmp_path / "faulted", True)
+    assert clean[0] and len(clean[0].splitlines()) == len(set(clean[0].splitlines()))
+    assert retried == clean
+
+
 def test_bad_inputs_exit_nonzero_with_one_clear_error(tiny, clip, tmp_path):
     (tmp_path / "empty.mp4").write_bytes(b"")
     broken = tmp_path / "broken.yaml"
