@@ -88,9 +88,10 @@ def process_chunk(run_key: str, k: int, first: int, stop: int) -> dict:
     obs, flagged, n, last, t0 = [], [], 0, prev["last_frame"] if prev else None, time.perf_counter()
     footprints = []  # each frame's outline in the mosaic plane: where the roll-up could have seen a component
     batch, pending = [], None
-    # Registration, events and the video run on one thread of their own while the models take the next batch:
-    # ORB, USAC and the encoder release the GIL, and the chain leaves a core idle between its ONNX calls. One
-    # batch in flight keeps memory flat; one thread keeps events and registration in frame order.
+    # Registration, events and the video (about 24 ms of one core per 720p frame) run on a thread of their own
+    # while the models take the next batch; OpenCV releases the GIL. On 2 cores the models already fill both, so
+    # this bought only 1.03-1.08x there (README, "Early exits"); spare cores should hide it. One batch in flight keeps
+    # memory flat; one thread keeps events and registration in frame order.
     sinks = ThreadPoolExecutor(1, thread_name_prefix="damage-survey-sinks")
 
     def write(results):
@@ -126,7 +127,8 @@ def process_chunk(run_key: str, k: int, first: int, stop: int) -> dict:
         results = pipe(batch)
         batch.clear()
         if not SINK_THREAD:
-            return write(results)
+            write(results)
+            return
         if pending is not None:
             pending.result()  # raises what the sink thread raised
         pending = sinks.submit(write, results)

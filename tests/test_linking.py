@@ -57,10 +57,11 @@ def test_keyframe_blend_drifts_less_than_chaining(clip):
             errs.append(np.linalg.norm(a[:2] / a[2] - b[:2] / b[2], axis=0).mean())
         return np.mean(errs)
 
-    assert mean_error(Registrar(320)) < mean_error(Registrar(320, history=1, key_overlap=2.0))
+    shipped = mean_error(Registrar(320))
+    assert shipped < mean_error(Registrar(320, history=1, key_overlap=2.0))
     # facades repeat, so many matches are wrong; USAC's locally optimised fits beat plain RANSAC's
     # (0.29 against 0.70 px on this clip; 0.52 / 0.96 and 0.31 / 0.49 on seeds 5 and 7)
-    assert mean_error(Registrar(320)) < 0.8 * mean_error(Registrar(320, key_blend=0.2, method=cv2.RANSAC))
+    assert shipped < 0.8 * mean_error(Registrar(320, key_blend=0.2, method=cv2.RANSAC))
 
 
 def _obs(frame, x, cls=1, state=0, seg=0):
