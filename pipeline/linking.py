@@ -23,7 +23,8 @@ from shapely.geometry import Polygon, box
 # RANSAC then both runs long and settles on a worse model than OpenCV's USAC_ACCURATE (GC-RANSAC, local
 # optimisation). With its steadier keyframe estimates the blend can lean further on the keyframe: on 5
 # synthetic passes mean error 8.6 -> 2.6 px and frame-to-frame jitter 1.21 -> 0.94 px, and on 3 passes
-# not used to choose 0.35, 8.6 -> 6.8 px and 0.79 -> 0.72 px (`python benchmarks/registration.py`).
+# not used to choose 0.35, 8.6 -> 6.8 px and 0.79 -> 0.72 px (5.3 px once `_features` turned frames grey before
+# shrinking them, a change of rounding only; `python benchmarks/registration.py`).
 KEY_OVERLAP, KEY_INLIERS, KEY_BLEND = 0.6, 40, 0.35
 HOMOGRAPHY_METHOD = cv2.USAC_ACCURATE
 
