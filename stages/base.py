@@ -65,7 +65,8 @@ class Stage(ABC):
 
 def on_device(cfg: StageConfig, device: str | None) -> StageConfig:
     """The stage config with its model placed on `device` (a flow-wide setting, which wins over the stage's).
-    ONNX Runtime runs on the CPU here, so a segmentation stage on an accelerator takes the torch runtime."""
+    ONNX Runtime runs on the CPU here, so a segmentation stage on an accelerator takes the torch runtime,
+    in float."""
     if device is None:
         return cfg
     if not re.match(DEVICE, device):
@@ -73,6 +74,8 @@ def on_device(cfg: StageConfig, device: str | None) -> StageConfig:
     update = {"device": device}
     if device != "cpu" and getattr(cfg, "runtime", None) == "onnxruntime":
         update["runtime"] = "torch"
+        if getattr(cfg, "precision", None) == "int8":
+            update["precision"] = "fp32"
     return cfg.model_copy(update=update)
 
 

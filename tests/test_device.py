@@ -27,6 +27,9 @@ def test_flow_device_moves_every_stage_and_onnx_stages_to_torch():
     assert (moved.device, moved.runtime) == ("cuda:0", "torch")  # ONNX Runtime here runs on the CPU only
     assert on_device(cfg, "cpu").runtime == "onnxruntime"
     assert on_device(cfg, None) is cfg
+    _, comp = parse_stage(ROOT / "stages" / "configs" / "component_segmentation.yaml")
+    assert (comp.runtime, comp.precision) == ("onnxruntime", "int8")
+    assert (on_device(comp, "cuda").runtime, on_device(comp, "cuda").precision) == ("torch", "fp32")
 
 
 def test_a_device_name_or_index_that_does_not_exist_is_one_clear_error(tmp_path, clip):
