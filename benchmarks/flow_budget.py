@@ -15,6 +15,7 @@ Site safety (a synthetic 720p fixed-camera clip, by default with nobody on site 
 budget, with the hard-hat status F1 of benchmarks/safety_throughput.py (naive: of the frames it ran).
 
     python benchmarks/flow_budget.py [--seconds 10] [--intact 0.5] [--empty 0.5] [--naive-every 5] [--flows damage,site] [--ablate]
+                                     [--float-rows]
 """
 
 from __future__ import annotations
@@ -94,20 +95,25 @@ def measure_naive(clip: Path, every: int) -> dict:
     return {"frames": n, "seconds": busy, **sc.result()}
 
 
-def _damage_cfg(budget: str, dest: Path, gate: bool = True, component_scale: float | None = None) -> Path:
+def _damage_cfg(budget: str, dest: Path, gate: bool = True, component_scale: float | None = None,
+                precision: str | None = None) -> Path:
     """`gate=False`: the damage segmenter without its "nothing here" exit, to see what the exit buys;
-    `component_scale`: the component segmenter's input scale instead of its YAML's (and the budget's)."""
+    `component_scale`: the component segmenter's input scale instead of its YAML's (and the budget's);
+    `precision`: both segmenters' `precision` (fp32 or int8) instead of their YAMLs'."""
     cfg = yaml.safe_load(SHIPPED_FLOW.read_text())
     cfg["stages"] = [str((SHIPPED_FLOW.parent / s).resolve()) for s in cfg["stages"]]
     cfg["budget"] = budget
     cfg.pop("reuse", None)
     for i, path in enumerate(cfg["stages"]):
         st = yaml.safe_load(Path(path).read_text())
-        if st.get("type") == "damage_segmentation" and not gate:
+        kind, before = st.get("type"), dict(st)
+        if kind == "damage_segmentation" and not gate:
             st.pop("gate", None)
-        elif st.get("type") == "component_segmentation" and component_scale:
+        if kind == "component_segmentation" and component_scale:
             st["input_scale"] = component_scale
-        else:
+        if kind in ("component_segmentation", "damage_segmentation") and precision:
+            st["precision"] = precision
+        if st == before:
             continue
         st["model"] = str((Path(path).parent / st["model"]).resolve())
         cfg["stages"][i] = st
@@ -115,13 +121,14 @@ def _damage_cfg(budget: str, dest: Path, gate: bool = True, component_scale: flo
     return dest
 
 
-def measure_pipe(clip: Path, budget: str, gate: bool = True, component_scale: float | None = None) -> dict:
+def measure_pipe(clip: Path, budget: str, gate: bool = True, component_scale: float | None = None,
+                 precision: str | None = None) -> dict:
     from pipeline.budget import compute_summary
     from pipeline.runner import Pipeline, load_flow_config
     from pipeline.sources import SourceOptions, open_source
 
     with tempfile.TemporaryDirectory() as d:
-        cfg, base = load_flow_config(_damage_cfg(budget, Path(d) / "flow.yaml", gate, component_scale))
+        cfg, base = load_flow_config(_damage_cfg(budget, Path(d) / "flow.yaml", gate, component_scale, precision))
     pipe = Pipeline.from_config(cfg, base)
     sc, busy, n, counted, flagged = Scores(clip), 0.0, 0, [], {}
     frames = list(open_source(clip, SourceOptions()))
@@ -145,11 +152,12 @@ def measure_pipe(clip: Path, budget: str, gate: bool = True, component_scale: fl
             "screen_flagged": flagged}
 
 
-def measure_damage_flow(clip: Path, budget: str) -> dict:
+def measure_damage_flow(clip: Path, budget: str, precision: str | None = None) -> dict:
     from flows.damage_survey import damage_survey
 
     with tempfile.TemporaryDirectory() as d:
-        s = damage_survey(str(clip), str(Path(d) / "out"), str(_damage_cfg(budget, Path(d) / "flow.yaml")), progress=False)
+        s = damage_survey(str(clip), str(Path(d) / "out"), str(_damage_cfg(budget, Path(d) / "flow.yaml", precision=precision)),
+                         progress=False)
     return {"frames": s["frames_processed"], "seconds": s["frames_processed"] / s["fps"], "compute": s["compute"],
             "components": s["rollup"]["unique_components"]}
 
@@ -194,9 +202,15 @@ def damage_rows(a) -> dict:
     if a.ablate:
         rows["pipeline balanced, no damage gate"] = run_measure(__file__, "damage pipeline, balanced, no damage gate",
                                                                 ["--clip", str(clip), "--measure", "pipe", "--budget", "balanced", "--only", "reuse"])
+    if a.ablate or a.float_rows:
+        rows["pipeline balanced, float segmenters"] = run_measure(__file__, "damage pipeline, balanced, float segmenters",
+                                                                  ["--clip", str(clip), "--measure", "pipe", "--budget", "balanced", "--precision", "fp32"])
     if not a.no_flow:
         for b in BUDGETS:
             rows[f"flow {b}"] = run_measure(__file__, f"damage flow, budget {b}", ["--clip", str(clip), "--measure", "flow", "--budget", b])
+        if a.ablate or a.float_rows:
+            rows["flow balanced, float segmenters"] = run_measure(__file__, "damage flow, balanced, float segmenters",
+                                                                  ["--clip", str(clip), "--measure", "flow", "--budget", "balanced", "--precision", "fp32"])
     return rows
 
 
@@ -265,6 +279,9 @@ def main():
     ap.add_argument("--n", type=int, default=40)
     ap.add_argument("--ablate", action="store_true", help="also balanced without the damage gate; site: balanced with only its gate, and with only its reuse")
     ap.add_argument("--only", choices=["gate", "reuse"])
+    ap.add_argument("--precision", choices=["fp32", "int8"], help="pipe / flow: both segmenters' precision instead of their YAMLs'")
+    ap.add_argument("--float-rows", action="store_true", help="damage: also balanced (chain and flow) with float segmenters, "
+                    "to see what `precision: int8` buys")
     ap.add_argument("--imgsz", type=int, help="site-flow: the detector's input size instead of its YAML's")
     ap.add_argument("--component-scale", type=float, help="pipe: the component segmenter's input scale instead of its YAML's")
     ap.add_argument("--fixed-sizes", type=int, help="ONNX Runtime's fixed-size graphs per model (pipeline.models.onnx.FIXED_SIZES; "
@@ -283,8 +300,8 @@ def main():
     if a.measure:
         from benchmarks.safety_throughput import measure_naive as site_naive
 
-        r = {"naive": lambda: measure_naive(a.clip, a.every), "pipe": lambda: measure_pipe(a.clip, a.budget, a.only != "reuse", a.component_scale),
-             "flow": lambda: measure_damage_flow(a.clip, a.budget), "site-naive": lambda: site_naive(a.clip, a.n, a.every),
+        r = {"naive": lambda: measure_naive(a.clip, a.every), "pipe": lambda: measure_pipe(a.clip, a.budget, a.only != "reuse", a.component_scale, a.precision),
+             "flow": lambda: measure_damage_flow(a.clip, a.budget, a.precision), "site-naive": lambda: site_naive(a.clip, a.n, a.every),
              "site-flow": lambda: measure_site_flow(a.clip, a.budget, a.only, a.imgsz)}[a.measure]()
         report_result(r)
         return
