@@ -1,6 +1,6 @@
 """8-bit segmenters (`precision: int8`) against the float ones, both under ONNX Runtime, in the same run.
 
-    python benchmarks/int8.py [--frames 60] [--test-images 150]
+    python benchmarks/int8.py [--frames 60] [--test-images 150] [--reduce-range]
 
 For the component and damage segmenters as the damage-survey flow loads them:
 - ms per 720p frame on the cached 720p pass of benchmarks/flow_budget.py (made if missing), best of 3,
@@ -11,7 +11,7 @@ For the component and damage segmenters as the damage-survey flow loads them:
   the models were trained at: IoU per class against its labels;
 - on the real thermal drone pass (../shared/data/real/footage; skipped when absent), which has no labels:
   the share of mask pixels the two agree on, and the share of pixels each calls damaged.
-Writes benchmarks/results/int8.{json,md}.
+Writes benchmarks/results/int8.{json,md} (int8_reduce_range.{json,md} with --reduce-range).
 """
 
 from __future__ import annotations
@@ -47,7 +47,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--frames", type=int, default=60, help="frames of the 720p pass (every 5th of its 300)")
     ap.add_argument("--test-images", type=int, default=150)
+    ap.add_argument("--reduce-range", action="store_true", help="7-bit weights, as chosen on a CPU without VNNI "
+                    "(pipeline.models.int8.REDUCE_RANGE), to see what they cost on this one")
     a = ap.parse_args()
+    if a.reduce_range:
+        import pipeline.models.int8 as int8
+
+        int8.REDUCE_RANGE = True
 
     import tempfile
 
@@ -72,7 +78,10 @@ def main() -> None:
 
     # an empty export cache, so that "first use" times the export (and the quantizing) from scratch
     onnx_runtime.CACHE = Path(tempfile.mkdtemp(prefix="inspectflow-int8-bench-"))
-    res: dict = {"frames": len(frames), "synthetic_test_images": len(tests), "thermal_frames": len(thermal)}
+    from pipeline.models.int8 import has_vnni, reduce_range
+
+    res: dict = {"frames": len(frames), "synthetic_test_images": len(tests), "thermal_frames": len(thermal),
+                 "cpu_vnni": has_vnni(), "reduce_range": reduce_range()}
     for name, (path, label_dir, n_cls) in STAGES.items():
         spec = yaml.safe_load(path.read_text())
         spec["model"] = str((path.parent / spec["model"]).resolve())
@@ -115,7 +124,8 @@ def main() -> None:
         print(name, json.dumps(row), flush=True)
 
     md = ["### 8-bit segmenters against float, ONNX Runtime on this machine's CPU (`python benchmarks/int8.py`)", "",
-          f"{len(frames)} frames of the 720p pass; {len(tests)} synthetic test images; {len(thermal)} real thermal frames.", "",
+          f"{len(frames)} frames of the 720p pass; {len(tests)} synthetic test images; {len(thermal)} real thermal frames. "
+          f"CPU with VNNI: {res['cpu_vnni']}; 7-bit weights: {res['reduce_range']}.", "",
           "| segmenter | fp32 ms/frame | int8 ms/frame | speed ratio | pass IoU per class fp32 / int8 | synthetic test IoU fp32 / int8 "
           "| pixels equal: pass / thermal | first use fp32 / int8 (s) |", "|---|---|---|---|---|---|---|---|"]
     for name in STAGES:
@@ -129,8 +139,9 @@ def main() -> None:
     text = "\n".join(md) + "\n"
     print(text)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "int8.json").write_text(json.dumps(res, indent=2))
-    (RESULTS / "int8.md").write_text(text)
+    name = "int8_reduce_range" if a.reduce_range else "int8"
+    (RESULTS / f"{name}.json").write_text(json.dumps(res, indent=2))
+    (RESULTS / f"{name}.md").write_text(text)
 
 
 if __name__ == "__main__":

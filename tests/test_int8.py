@@ -63,3 +63,17 @@ def test_int8_segmenter_quantizes_its_fixed_size_graph_and_keeps_the_float_masks
         again.predict(frames[:1])
     assert q.stat().st_mtime_ns == stamp  # the cached quantized graph, not a second calibration
     assert (again.predict(frames)[0] == got[0]).all()
+
+
+def test_weights_use_reduced_range_exactly_where_the_cpu_lacks_vnni(monkeypatch, tmp_path):
+    """Without VNNI, ONNX Runtime's 8-bit kernels can saturate: 7-bit weights there, in a cache file of their own."""
+    import pipeline.models.int8 as int8
+    from pipeline.models.onnx import _int8_path
+
+    for vnni in (True, False):
+        monkeypatch.setattr(int8, "has_vnni", lambda v=vnni: v)
+        assert int8.reduce_range() is (not vnni)
+        assert _int8_path(tmp_path / "g.onnx").name == ("g-int8v1.onnx" if vnni else "g-int8v1r.onnx")
+    monkeypatch.setattr(int8, "REDUCE_RANGE", True)
+    monkeypatch.setattr(int8, "has_vnni", lambda: True)
+    assert int8.reduce_range() is True

@@ -43,9 +43,9 @@ def _first(out):
 
 
 def _int8_path(path: Path) -> Path:
-    from pipeline.models.int8 import CALIBRATION_VERSION
+    from pipeline.models.int8 import CALIBRATION_VERSION, reduce_range
 
-    return path.with_name(f"{path.stem}-int8v{CALIBRATION_VERSION}.onnx")
+    return path.with_name(f"{path.stem}-int8v{CALIBRATION_VERSION}{'r' if reduce_range() else ''}.onnx")
 
 
 class _Exported(nn.Module):
