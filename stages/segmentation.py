@@ -33,7 +33,7 @@ class SegmentationConfig(StageConfig):
     precision: Literal["fp32", "int8"] = Field(
         "fp32", description="int8 (with `runtime: onnxruntime`): convolutions on 8-bit integers, calibrated on synthetic "
         "facade frames once per input size and cached; inputs of a size seen fewer than 3 times run in float. On this "
-        "machine's CPU (AVX-512 VNNI) 1.3-1.5x faster on 720p frames, IoU within 0.005 per class (benchmarks/int8.py)")
+        "machine's CPU (AVX-512 VNNI) 1.3-1.5x faster on 720p frames, IoU within 0.006 per class (benchmarks/int8.py)")
     class_bias: dict[str, float] = Field(
         {}, description="added to a class's logit before the argmax, by class name (e.g. {crack: 0.5}): above 0 the "
         "class is called more often (more recall, less precision), below 0 less often")

@@ -40,22 +40,17 @@ def reduce_range() -> bool:
 
 
 def facade_frames(h: int, w: int, n: int = CALIBRATION_FRAMES, seed: int = 0) -> list[np.ndarray]:
-    """`n` BGR views of synthetic damaged facades, `h` x `w`, the same on every machine: drawn as the
-    training views are (pipeline/synth/views.py random_view), at any aspect ratio."""
+    """`n` BGR views of synthetic damaged facades, `h` x `w`, the same on every machine, drawn as the
+    training views are (pipeline/synth/dataset.py)."""
     from pipeline.synth.damage import add_damage
     from pipeline.synth.facade import generate_facade
-    from pipeline.synth.views import camera_homography, photometric, render
+    from pipeline.synth.views import photometric, random_view
 
     out = []
     for i in range(n):
         rng = np.random.default_rng([seed, i])
         f = add_damage(rng, generate_facade(rng, int(rng.integers(900, 1500))))
-        fh, fw = f.components.shape
-        s = rng.uniform(0.55, 1.3)  # output px per facade px, as in training
-        vw, vh = w / s, h / s
-        cx = rng.uniform(vw / 2, max(fw - vw / 2, vw / 2 + 1))
-        cy = rng.uniform(vh / 3, max(fh - vh / 3, vh / 3 + 1))
-        img = render(f, camera_homography((cx, cy), (vw, vh), (w, h), 0.08, rng), (w, h))[0]
+        img = random_view(rng, f, (w, h))[0]
         aug = photometric()
         aug.set_random_seed(int(rng.integers(2**31)))
         out.append(aug(image=img)["image"])

@@ -45,11 +45,12 @@ def render(f: Facade, H: np.ndarray, out_wh) -> tuple[np.ndarray, np.ndarray, np
     return img, comp, inst, dmg
 
 
-def random_view(rng, f: Facade, size: int, scale_range=(0.55, 1.3), tilt=0.08):
-    """A square view at a random place, scale and obliqueness."""
+def random_view(rng, f: Facade, size: int | tuple[int, int], scale_range=(0.55, 1.3), tilt=0.08):
+    """A view at a random place, scale and obliqueness: `size` px square, or (w, h)."""
     fh, fw = f.components.shape
+    w, h = (size, size) if isinstance(size, int) else size
     s = rng.uniform(*scale_range)
-    v = size / s
-    cx, cy = rng.uniform(v / 2, max(fw - v / 2, v / 2 + 1)), rng.uniform(v / 3, max(fh - v / 3, v / 3 + 1))
-    H = camera_homography((cx, cy), (v, v), (size, size), tilt, rng)
-    return render(f, H, (size, size))
+    vw, vh = w / s, h / s
+    cx, cy = rng.uniform(vw / 2, max(fw - vw / 2, vw / 2 + 1)), rng.uniform(vh / 3, max(fh - vh / 3, vh / 3 + 1))
+    H = camera_homography((cx, cy), (vw, vh), (w, h), tilt, rng)
+    return render(f, H, (w, h))
