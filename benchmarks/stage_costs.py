@@ -10,7 +10,8 @@ each against its plain version in the same run.
 - condition classifier: BatchNorm folded and NHWC against the checkpoint as trained, on the chain's crops;
 - the condition screen's autoencoders: NHWC (as loaded) against NCHW (as trained), on those crops' activations;
 - damage segmenter: `runtime: onnxruntime` against `runtime: torch` (both folded, NHWC), same frames, same masks;
-- both segmenters under ONNX Runtime: the graph exported at the frames' fixed size against the free-size one.
+- both segmenters under ONNX Runtime: the graph exported at the frames' fixed size against the free-size one
+  (at `precision: int8`, as the component segmenter ships, the fixed-size graph is the quantized one).
 Writes benchmarks/results/stage_costs.{json,md}.
 """
 
@@ -141,7 +142,8 @@ def main() -> None:
         # enough calls of the frames' size that the second stage switches to its fixed-size graph
         out = {k: [st.predict(images[:1]) for _ in range(FIXED_AFTER + 1)][-1] for k, st in by_graph.items()}
         t = {k: best_of(lambda st=st: st.predict(images), reps=3) for k, st in by_graph.items()}
-        fixed[seg.type_name] = {"free_size": round(1000 * t["free"] / len(images), 1), "fixed_size": round(1000 * t["fixed"] / len(images), 1),
+        fixed[seg.type_name] = {"precision": seg.cfg.precision,
+                                "free_size": round(1000 * t["free"] / len(images), 1), "fixed_size": round(1000 * t["fixed"] / len(images), 1),
                                 "speed_ratio": round(t["free"] / t["fixed"], 2),
                                 "same_pixels": round(float((out["free"][0] == out["fixed"][0]).mean()), 5)}
 
@@ -174,7 +176,9 @@ def main() -> None:
            f"{sd['scikit_learn']} | {sd['numpy']} | {sd['speed_ratio']}x |",
            f"| damage segmenter, ms / frame (`runtime: onnxruntime` vs `torch`; {r['same_pixels']:.2%} of mask pixels equal) | "
            f"{r['torch']} | {r['onnxruntime']} | {r['speed_ratio']}x |"]
-    md += [f"| {name.split('_')[0]} segmenter under ONNX Runtime, ms / frame (fixed-size graph vs free-size; {v['same_pixels']:.2%} of "
+    # at `precision: int8` only the fixed-size graph is quantized (pipeline/models/onnx.py): that row is int8 against float
+    md += [f"| {name.split('_')[0]} segmenter under ONNX Runtime, ms / frame (fixed-size graph{' at int8' if v['precision'] == 'int8' else ''} "
+           f"vs free-size float; {v['same_pixels']:.2%} of "
            f"mask pixels equal) | {v['free_size']} | {v['fixed_size']} | {v['speed_ratio']}x |" for name, v in fixed.items()]
     text = "\n".join(md) + "\n"
     print(text)
