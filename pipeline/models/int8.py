@@ -42,15 +42,13 @@ def reduce_range() -> bool:
 def facade_frames(h: int, w: int, n: int = CALIBRATION_FRAMES, seed: int = 0) -> list[np.ndarray]:
     """`n` BGR views of synthetic damaged facades, `h` x `w`, the same on every machine, drawn as the
     training views are (pipeline/synth/dataset.py)."""
-    from pipeline.synth.damage import add_damage
-    from pipeline.synth.facade import generate_facade
+    from pipeline.synth.dataset import random_facade
     from pipeline.synth.views import photometric, random_view
 
     out = []
     for i in range(n):
         rng = np.random.default_rng([seed, i])
-        f = add_damage(rng, generate_facade(rng, int(rng.integers(900, 1500))))
-        img = random_view(rng, f, (w, h))[0]
+        img = random_view(rng, random_facade(rng), (w, h))[0]
         aug = photometric()
         aug.set_random_seed(int(rng.integers(2**31)))
         out.append(aug(image=img)["image"])

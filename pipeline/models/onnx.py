@@ -107,7 +107,7 @@ class OnnxForward:
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
             try:
                 sess = ort.InferenceSession(str(self._int8(path, size)), so, providers=["CPUExecutionProvider"])
-            except Exception:  # a cached file damaged since it was written: export it again
+            except Exception:  # a cached file (float or 8-bit) damaged since it was written: export it again
                 path.unlink(missing_ok=True)
                 _int8_path(path).unlink(missing_ok=True)
                 sess = ort.InferenceSession(str(self._int8(self._export(names, size), size)), so,

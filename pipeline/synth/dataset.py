@@ -26,10 +26,15 @@ from pipeline.synth.views import photometric, random_view
 SPLITS = {"train": 0, "val": 1, "test": 2}
 
 
+def random_facade(rng: np.random.Generator):
+    """A damaged facade as the training set draws them (also the 8-bit models' calibration frames)."""
+    return add_damage(rng, generate_facade(rng, int(rng.integers(900, 1500))))
+
+
 def _facade_job(args):
     out, split, fid, views, size, crop_size, seed = args
     rng = np.random.default_rng([seed, SPLITS[split], fid])
-    f = add_damage(rng, generate_facade(rng, int(rng.integers(900, 1500))))
+    f = random_facade(rng)
     aug = photometric()
     # albumentations draws from its own generator: seeded per facade so a rerun writes the same bytes
     # (and dvc repro's hash of data/synth holds); the facade's own rng stream is left untouched
