@@ -96,10 +96,11 @@ def measure_naive(clip: Path, every: int) -> dict:
 
 
 def _damage_cfg(budget: str, dest: Path, gate: bool = True, component_scale: float | None = None,
-                precision: str | None = None) -> Path:
+                precision: str | None = None, damage_precision: str | None = None) -> Path:
     """`gate=False`: the damage segmenter without its "nothing here" exit, to see what the exit buys;
     `component_scale`: the component segmenter's input scale instead of its YAML's (and the budget's);
-    `precision`: both segmenters' `precision` (fp32 or int8) instead of their YAMLs'."""
+    `precision`: both segmenters' `precision` (fp32 or int8) instead of their YAMLs'; `damage_precision`: the damage
+    segmenter's alone."""
     cfg = yaml.safe_load(SHIPPED_FLOW.read_text())
     cfg["stages"] = [str((SHIPPED_FLOW.parent / s).resolve()) for s in cfg["stages"]]
     cfg["budget"] = budget
@@ -113,6 +114,8 @@ def _damage_cfg(budget: str, dest: Path, gate: bool = True, component_scale: flo
             st["input_scale"] = component_scale
         if kind in ("component_segmentation", "damage_segmentation") and precision:
             st["precision"] = precision
+        if kind == "damage_segmentation" and damage_precision:
+            st["precision"] = damage_precision
         if st == before:
             continue
         st["model"] = str((Path(path).parent / st["model"]).resolve())
@@ -122,13 +125,13 @@ def _damage_cfg(budget: str, dest: Path, gate: bool = True, component_scale: flo
 
 
 def measure_pipe(clip: Path, budget: str, gate: bool = True, component_scale: float | None = None,
-                 precision: str | None = None) -> dict:
+                 precision: str | None = None, damage_precision: str | None = None) -> dict:
     from pipeline.budget import compute_summary
     from pipeline.runner import Pipeline, load_flow_config
     from pipeline.sources import SourceOptions, open_source
 
     with tempfile.TemporaryDirectory() as d:
-        cfg, base = load_flow_config(_damage_cfg(budget, Path(d) / "flow.yaml", gate, component_scale, precision))
+        cfg, base = load_flow_config(_damage_cfg(budget, Path(d) / "flow.yaml", gate, component_scale, precision, damage_precision))
     pipe = Pipeline.from_config(cfg, base)
     sc, busy, n, counted, flagged = Scores(clip), 0.0, 0, [], {}
     frames = list(open_source(clip, SourceOptions()))
@@ -152,11 +155,11 @@ def measure_pipe(clip: Path, budget: str, gate: bool = True, component_scale: fl
             "screen_flagged": flagged}
 
 
-def measure_damage_flow(clip: Path, budget: str, precision: str | None = None) -> dict:
+def measure_damage_flow(clip: Path, budget: str, precision: str | None = None, damage_precision: str | None = None) -> dict:
     from flows.damage_survey import damage_survey
 
     with tempfile.TemporaryDirectory() as d:
-        s = damage_survey(str(clip), str(Path(d) / "out"), str(_damage_cfg(budget, Path(d) / "flow.yaml", precision=precision)),
+        s = damage_survey(str(clip), str(Path(d) / "out"), str(_damage_cfg(budget, Path(d) / "flow.yaml", precision=precision, damage_precision=damage_precision)),
                          progress=False)
     return {"frames": s["frames_processed"], "seconds": s["frames_processed"] / s["fps"], "compute": s["compute"],
             "components": s["rollup"]["unique_components"]}
@@ -280,6 +283,7 @@ def main():
     ap.add_argument("--ablate", action="store_true", help="also balanced without the damage gate; site: balanced with only its gate, and with only its reuse")
     ap.add_argument("--only", choices=["gate", "reuse"])
     ap.add_argument("--precision", choices=["fp32", "int8"], help="pipe / flow: both segmenters' precision instead of their YAMLs'")
+    ap.add_argument("--damage-precision", choices=["fp32", "int8"], help="pipe / flow: the damage segmenter's precision alone")
     ap.add_argument("--float-rows", action="store_true", help="damage: also balanced (chain and flow) with float segmenters, "
                     "to see what `precision: int8` buys")
     ap.add_argument("--imgsz", type=int, help="site-flow: the detector's input size instead of its YAML's")
@@ -300,8 +304,9 @@ def main():
     if a.measure:
         from benchmarks.safety_throughput import measure_naive as site_naive
 
-        r = {"naive": lambda: measure_naive(a.clip, a.every), "pipe": lambda: measure_pipe(a.clip, a.budget, a.only != "reuse", a.component_scale, a.precision),
-             "flow": lambda: measure_damage_flow(a.clip, a.budget, a.precision), "site-naive": lambda: site_naive(a.clip, a.n, a.every),
+        r = {"naive": lambda: measure_naive(a.clip, a.every), "pipe": lambda: measure_pipe(a.clip, a.budget, a.only != "reuse", a.component_scale, a.precision,
+                                                   a.damage_precision),
+             "flow": lambda: measure_damage_flow(a.clip, a.budget, a.precision, a.damage_precision), "site-naive": lambda: site_naive(a.clip, a.n, a.every),
              "site-flow": lambda: measure_site_flow(a.clip, a.budget, a.only, a.imgsz)}[a.measure]()
         report_result(r)
         return

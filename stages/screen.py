@@ -4,6 +4,7 @@ computes anyway, so it adds no second forward pass; it must come after that stag
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -12,6 +13,7 @@ from pydantic import Field
 from pipeline.core import FrameResult
 from pipeline.errors import ConfigError, WeightsError
 from pipeline.models.checkpoint import file_sha
+from pipeline.screen import calibration
 from pipeline.screen.exits import check_layers
 from pipeline.screen.model import ScreenModel
 from pipeline.screen.taps import ActivationTap
@@ -27,6 +29,8 @@ class ScreenConfig(StageConfig):
     policy: Literal["annotate", "drop", "review"] = Field(
         "annotate", description="annotate: flag only; drop: discard the frame's findings; review: also copy the frame to OUT/review")
     threshold: float = Field(0.995, gt=0, le=1, description="flag a frame when an input scores above this share of clean inputs")
+    int8_calibration: Path | None = Field(None, description="clean scores of the target's 8-bit graph (`dvc repro "
+                                          "calibrate_screen`): needed when the screened stage runs at `precision: int8`")
 
 
 @register
@@ -60,6 +64,15 @@ class Screen(Stage):
         if target.model is None:
             raise ConfigError(f"the {target.type_name} stage's backend exposes no torch model for a screen to read",
                               "use a backend that runs a torch model (e.g. ultralytics with a .pt), or remove the screen stage")
+        precision = getattr(target.cfg, "precision", "fp32")
+        if precision != "fp32":
+            if self.cfg.int8_calibration is None:
+                raise ConfigError(f"the {target.type_name} stage runs at `precision: {precision}`, but screen "
+                                  f"{self.cfg.model.name} knows only its float activations, and would flag clean frames "
+                                  "more often", "add `int8_calibration:` (made by `dvc repro calibrate_screen`) to the "
+                                  f"screen's config, or set `precision: fp32` in the {target.type_name} stage")
+            got, table = calibration.load(self.cfg.int8_calibration, self.cfg.model, want)
+            self.screen.calibrations = {got: table}
         if self.screen.exits:
             check_layers(target.model, self.screen.layers, f"the {target.type_name} model ({target.cfg.model.name})")
         self.target = target

@@ -7,8 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
+from pipeline.screen import calibration
 from tests.conftest import PARAMS, ROOT, tiny_params
 
 pytestmark = pytest.mark.slow
@@ -38,6 +40,9 @@ def test_dvc_repro_generates_trains_and_evaluates(tmp_path):
     for w in ("components.pt", "damage.pt", "damage_closeup.pt", "condition.pt", "condition_ee.pt", "safety.pt", "screen_condition.pt", "screen_damage.pt",
               "screen_safety.pt", "damage_gate.pt", "safety_gate.pt"):
         assert (repo / "data" / "weights" / w).stat().st_size > 10_000
+    # the damage screen's clean scores at 8 bits (`calibrate_screen`), a small table rather than weights
+    table = torch.load(repo / "data" / "weights" / "screen_damage.int8.pt", weights_only=True)
+    assert table["task"] == calibration.TASK and table["precision"] == "int8" and len(table["clean"][1]) > 0
     metrics = yaml.safe_load((repo / "data" / "metrics.json").read_text())
     assert 0 <= metrics["components"]["miou_fg"] <= 1 and "skipped" in metrics["real_cracks"]
     assert (repo / "data" / "plots" / "condition_confusion.png").exists()

@@ -77,3 +77,51 @@ def test_weights_use_reduced_range_exactly_where_the_cpu_lacks_vnni(monkeypatch,
     monkeypatch.setattr(int8, "REDUCE_RANGE", True)
     monkeypatch.setattr(int8, "has_vnni", lambda: True)
     assert int8.reduce_range() is True
+
+
+def test_a_screen_beside_an_8bit_target_scores_its_8bit_calls_against_an_8bit_table(tmp_path, monkeypatch):
+    """The damage screen was trained on the float segmenter's activations. Beside the 8-bit segmenter it needs the
+    table `dvc repro calibrate_screen` takes from that graph; each call is scored against its own precision's
+    table (a size's first calls run the float graph)."""
+    import pipeline.models.onnx as ox
+    from pipeline.core import Frame, FrameResult
+    from pipeline.errors import WeightsError
+    from pipeline.screen import calibration
+    from stages import load_stage
+
+    monkeypatch.setattr(ox, "CACHE", tmp_path / "onnx")
+    configs = ROOT_W.parent.parent / "stages" / "configs"
+    dmg = load_stage({"type": "damage_segmentation", "model": str(ROOT_W / "damage.pt"), "runtime": "onnxruntime",
+                      "precision": "int8"})
+    bare = {"type": "screen", "target": "damage_segmentation", "model": str(ROOT_W / "screen_damage.pt")}
+    with pytest.raises(ConfigError, match="int8_calibration"):
+        load_stage(bare).attach([dmg])
+    shipped = load_stage(configs / "screen_damage.yaml").cfg.int8_calibration
+    other = tmp_path / "other.int8.pt"  # a table taken for other target weights
+    _, table = calibration.load(shipped, ROOT_W / "screen_damage.pt", load_stage(bare).screen.target)
+    calibration.save(other, "int8", table, ROOT_W / "screen_damage.pt", {"weights": "x.pt", "sha": "0" * 16})
+    with pytest.raises(WeightsError, match="calibrate_screen"):
+        load_stage({**bare, "int8_calibration": str(other)}).attach([dmg])
+
+    screen = load_stage({**bare, "int8_calibration": str(shipped)})
+    screen.attach([dmg])
+    dmg.prepare()
+    assert set(screen.screen.calibrations) == {"int8"}
+    from pipeline.models.int8 import facade_frames
+
+    frames = facade_frames(192, 256, n=4, seed=7)  # not the calibration frames (seed 0)
+    got, want = [], []
+    for k in range(4):  # the same size four times: float, float, then the 8-bit graph
+        batch = [FrameResult(Frame(i, im, 0.0, "test")) for i, im in enumerate(frames)]
+        dmg.process(batch)
+        calls = list(screen.tap.calls)
+        screen.process(batch)
+        got.append(calls[-1]["precision"])
+        X, depth = screen.screen.layer_features(calls[-1:])
+        raw = screen.screen.raw_scores(X, depth)
+        clean = table if got[-1] == "int8" else None
+        want.append(screen.screen.percentile(raw, depth, clean))
+        assert [r.screen["damage_segmentation"]["score"] for r in batch] == pytest.approx(np.round(want[-1], 4), abs=1e-4)
+    assert got == ["fp32"] * (ox.FIXED_AFTER - 1) + ["int8"] * (5 - ox.FIXED_AFTER)
+    assert not all(np.array_equal(table[d], screen.screen.clean[d]) for d in table)  # two tables, not one twice
+    assert np.isfinite(want[-1]).all() and (want[-1] < 1).any()  # clean facades, ranked among the clean inputs

@@ -184,7 +184,11 @@ class OnnxForward:
         names = self._hooked()
         xa = np.ascontiguousarray(x.detach().numpy(), dtype=np.float32)
         size = tuple(xa.shape[2:])
-        if self._fixed(size):
+        fixed = self._fixed(size)
+        # what this call ran at, for a screen reading its activations: a screen calibrated on 8-bit activations
+        # scores only the calls that were 8-bit with it (pipeline/screen/taps.py)
+        self.model.last_precision = "int8" if fixed and self.calibrate is not None else "fp32"
+        if fixed:
             sess = self._session(names, size)
             runs = [sess.run(None, {"x": xa[i : i + 1]}) for i in range(len(xa))]
             outs = [np.concatenate(o) for o in zip(*runs)]

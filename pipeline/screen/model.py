@@ -32,6 +32,9 @@ class ScreenModel:
         # an early-exit target whose exit i sits on layers[i] (the last: the final head): exit i's
         # confidences join layer i's features, so depth d still means "the first d layers"
         self.exits = exits
+        # precision -> clean score tables like `clean`, from the target's activations at that precision
+        # (pipeline/screen/calibration.py); `clean` is the float model's
+        self.calibrations: dict[str, dict[int, np.ndarray]] = {}
         for ae in aes:
             ae.eval()
 
@@ -115,18 +118,29 @@ class ScreenModel:
             out[m] = det.score(self._scorers[d], X[m][:, : self._width(d)])
         return out
 
-    def percentile(self, raw: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    def percentile(self, raw: np.ndarray, depth: np.ndarray, clean: dict[int, np.ndarray] | None = None) -> np.ndarray:
         """Share of held-out clean inputs scoring below each input: 0.5 is typical, 1.0 is beyond all."""
+        clean = self.clean if clean is None else clean
         out = np.full(len(raw), np.nan)
         for d in np.unique(depth):
-            if d in self.clean:
+            if d in clean:
                 m = (depth == d) & ~np.isnan(raw)
-                out[m] = np.searchsorted(self.clean[d], raw[m], side="left") / len(self.clean[d])
+                out[m] = np.searchsorted(clean[d], raw[m], side="left") / len(clean[d])
         return out
 
     def scores(self, calls: list[dict]) -> np.ndarray:
+        """Each sample against the clean inputs of its call's precision: an 8-bit model's activations
+        differ a little from the float model's, and its clean inputs score a little higher."""
         X, depth = self.layer_features(calls)
-        return self.percentile(self.raw_scores(X, depth), depth)
+        raw = self.raw_scores(X, depth)
+        out = self.percentile(raw, depth)
+        if self.calibrations:
+            prec = np.repeat([c.get("precision", "fp32") for c in calls], [c["n"] for c in calls])
+            for p, clean in self.calibrations.items():
+                m = prec == p
+                if m.any():
+                    out[m] = self.percentile(raw[m], depth[m], clean)
+        return out
 
     # -- persistence ----------------------------------------------------------------------
     def save(self, path: str | Path) -> None:

@@ -59,6 +59,7 @@ class ActivationTap:
         if self.calls and not self.removed and not self._skip:
             ex = getattr(module, "last_exit", None)
             self.calls[-1]["exit"] = None if ex is None else ex.detach().cpu()
+            self.calls[-1]["precision"] = getattr(module, "last_precision", "fp32")  # set by an ONNX Runtime forward
             lps = getattr(module, "last_log_probs", None)  # an early-exit model's per-exit log-probs
             if lps is not None:
                 self.calls[-1]["exit_lp"] = [t.detach().float().cpu() for t in lps]

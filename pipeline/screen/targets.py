@@ -132,7 +132,9 @@ class Target:
             path = Path(config or CONFIGS[kind])
             spec, base = load_yaml(path), path.parent
         if "runtime" in spec:
-            spec["runtime"] = "torch"  # the attack harness needs gradients; ONNX Runtime's activations are the same
+            spec["runtime"] = "torch"  # the attack harness needs gradients; ONNX Runtime's float activations are the same
+        if "precision" in spec:  # screens learn the float model; an 8-bit target gets a table of its own (train/screen_int8.py)
+            spec["precision"] = "fp32"
         self.stage = load_stage(spec, base)
         self.layers = DEFAULT_LAYERS[kind]
         self.real = Path(real) if real and (Path(real) / "hardhat_workers").exists() else None
