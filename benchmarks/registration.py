@@ -38,7 +38,7 @@ from pipeline.sources import open_source  # noqa: E402
 
 VARIANTS = {"chained (baseline)": dict(history=1, key_overlap=float("inf"), method=cv2.RANSAC),
             "keyframe blend 0.2, history 3, RANSAC (shipped until 2026-12-06)": dict(key_blend=0.2, method=cv2.RANSAC),
-            "keyframe blend 0.35, history 3, USAC_ACCURATE, no equalising (shipped until 2026-12-07)": dict(low_features=0),
+            "keyframe blend 0.35, history 3, USAC_ACCURATE, no equalising (shipped until late 2026-12-06)": dict(low_features=0),
             "keyframe blend 0.35, history 3, USAC_ACCURATE, low-contrast frames equalised (shipped)": {}}
 # the flow builds its own registrar; a variant reaches it through these module constants
 PATCHED = {"key_overlap": "KEY_OVERLAP", "key_blend": "KEY_BLEND", "method": "HOMOGRAPHY_METHOD", "low_features": "LOW_FEATURES"}
