@@ -15,19 +15,8 @@ import torch
 
 from pipeline.errors import WeightsError
 from pipeline.models import checkpoint
-from pipeline.screen.model import ScreenModel
 
 TASK = "screen_calibration"
-
-
-def clean_table(screen: ScreenModel, calls: list[dict]) -> dict[int, np.ndarray]:
-    """Sorted raw scores per depth of full-depth clean calls, as `pipeline.screen.train.fit` makes `clean`."""
-    X, depth = screen.layer_features(calls)
-    out = {}
-    for d in screen.clean:
-        raw = screen.raw_scores(X, np.full(len(X), d))
-        out[d] = np.sort(raw[~np.isnan(raw)])
-    return out
 
 
 def save(path: str | Path, precision: str, clean: dict[int, np.ndarray], screen_path: str | Path, target: dict) -> None:

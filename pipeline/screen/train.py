@@ -96,9 +96,14 @@ def fit(layers: list[str], train_calls: list[dict], val_calls: list[dict], targe
     screen = ScreenModel(layers, aes, {}, {}, target, codes, meta, exits)
     fit_half, calib_half = split(val_calls, layers, seed)
     Xf, _ = screen.layer_features([fit_half])
-    Xc, _ = screen.layer_features([calib_half])
     for d in range(1, len(layers) + 1):
-        w = screen._width(d)
-        screen.detectors[d] = det.fit_unsupervised(Xf[:, :w], seed, detector)
-        screen.clean[d] = np.sort(det.score(screen.detectors[d], Xc[:, :w]))
+        screen.detectors[d] = det.fit_unsupervised(Xf[:, : screen._width(d)], seed, detector)
+    screen.clean = clean_table(screen, [calib_half])
     return screen
+
+
+def clean_table(screen: ScreenModel, calls: list[dict]) -> dict[int, np.ndarray]:
+    """Sorted scores, per depth, of full-depth clean calls: what turns a raw score into a share of clean inputs.
+    Also taken again through an 8-bit target's graph (pipeline/train/screen_int8.py)."""
+    X, _ = screen.layer_features(calls)
+    return {d: np.sort(det.score(m, X[:, : screen._width(d)])) for d, m in screen.detectors.items()}

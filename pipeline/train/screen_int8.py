@@ -18,7 +18,7 @@ from pipeline.models.onnx import FIXED_AFTER
 from pipeline.screen import calibration
 from pipeline.screen.model import ScreenModel
 from pipeline.screen.targets import CONFIGS, Target, fingerprint, full_depth
-from pipeline.screen.train import collect, split
+from pipeline.screen.train import clean_table, collect, split
 from pipeline.train.common import load_params, setup
 
 
@@ -47,11 +47,11 @@ def calibrate(kind: str, t: dict, trained: dict) -> None:
     images = target.images("val", tt.get("val"), seed)
     with full_depth(target.model):
         float_calls = collect(target.model, screen.layers, target.run, target.tensors(images), grid, f"{kind} val, float")
-    again = calibration.clean_table(screen, [split(float_calls, screen.layers, seed)[1]])
+    again = clean_table(screen, [split(float_calls, screen.layers, seed)[1]])
     diff = max(float(np.abs(again[d] - screen.clean[d]).max()) if len(again[d]) == len(screen.clean[d]) else np.inf
                for d in screen.clean)
     print(f"{kind}: float table recomputed, largest difference from the shipped one {diff:.3g}")
-    table = calibration.clean_table(screen, [split(int8_calls(kind, screen.layers, images, target, grid), screen.layers, seed)[1]])
+    table = clean_table(screen, [split(int8_calls(kind, screen.layers, images, target, grid), screen.layers, seed)[1]])
     d = max(table)
     print(f"{kind}: 8-bit clean scores, deepest layer: median {np.median(table[d]):.4g} against {np.median(screen.clean[d]):.4g} "
           f"in float ({len(table[d])} inputs)")
