@@ -58,12 +58,12 @@ def predictions(dets: dict[str, Detections], rule: RuleConfig) -> tuple[list[dic
     return preds, decisions
 
 
-def real_gt(root: Path) -> tuple[list[Path], list[dict]]:
-    images = sorted((root / "images" / "val").glob("*.jpg"))
+def real_gt(root: Path, split: str = "val") -> tuple[list[Path], list[dict]]:
+    images = sorted((root / "images" / split).glob("*.jpg"))
     gts = []
     for p in images:
         h, w = cv2.imread(str(p)).shape[:2]
-        lab = root / "labels" / "val" / f"{p.stem}.txt"
+        lab = root / "labels" / split / f"{p.stem}.txt"
         for line in lab.read_text().splitlines() if lab.exists() else []:
             c, cx, cy, bw, bh = line.split()[:5]
             if c not in ("0", "2"):

@@ -1,12 +1,13 @@
 """Hard-hat decisions on real photos as a user gets them: `inspectflow predict DETECTOR RULE` at the
 configs' own thresholds, scored on the 50 Hard Hat Workers val photos, one row per rule config.
 
-    python benchmarks/safety_photos.py [--detector stages/configs/safety_photos.yaml]
+    python benchmarks/safety_photos.py [--detector stages/configs/safety_photos.yaml] [--split val|train]
                                        [--rules stages/configs/hardhat_rule.yaml stages/configs/hardhat_rule_photos.yaml]
 
 benchmarks/safety_accuracy.py opens every threshold so AP sees the whole score range; here the
 thresholds are the shipped ones, so AP, precision and recall are those of the written predictions.
-The first rule is the baseline of the ratio column. Writes benchmarks/results/safety_photos.{json,md}.
+The first rule is the baseline of the ratio column. A rule with `mirrored_borders: true` is also run with
+it off, the row before it, so its gain is measured in the same run. Writes benchmarks/results/safety_photos.{json,md}.
 """
 
 from __future__ import annotations
@@ -16,7 +17,11 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+import cv2
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -32,32 +37,53 @@ def main() -> None:
     ap.add_argument("--detector", type=Path, default=CONFIGS / "safety_photos.yaml")
     ap.add_argument("--rules", type=Path, nargs="+", default=[CONFIGS / "hardhat_rule.yaml", CONFIGS / "hardhat_rule_photos.yaml"])
     ap.add_argument("--real", type=Path, default=ROOT.parent / "shared" / "data" / "real" / "hardhat_workers")
+    ap.add_argument("--split", default="val", help="train: the photos the detector was tuned on, where settings are chosen "
+                    "(results not written)")
     a = ap.parse_args()
     if not a.real.exists():
         print(f"skipped: {a.real} not found")
         return
-    images, gts = real_gt(a.real)
+    images, gts = real_gt(a.real, a.split)
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
+        runs = []
         for rule in a.rules:
+            cfg = yaml.safe_load(rule.read_text())
+            if cfg.get("mirrored_borders"):
+                off = Path(tmp) / f"{rule.stem}_borders_off.yaml"
+                off.write_text(yaml.safe_dump({**cfg, "mirrored_borders": False}))
+                runs.append((f"{rule.name}, mirrored_borders off", off))
+            runs.append((rule.name, rule))
+        for name, rule in runs:
             out = Path(tmp) / rule.stem
+            t = time.perf_counter()
             r = subprocess.run([sys.executable, "-m", "pipeline", "predict", str(a.detector), str(rule),
                                 "--source", str(images[0].parent), "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
+            seconds = time.perf_counter() - t
             if r.returncode:
                 sys.exit(r.stderr[-2000:])
-            rows[rule.name] = m = evaluate(from_predictions(out / "predictions.jsonl"), gts)
-            print(rule.name, json.dumps({c: round(m[c]["AP"], 4) for c in ("wearer", "non_wearer")}), flush=True)
+            rows[name] = m = evaluate(from_predictions(out / "predictions.jsonl"), gts)
+            m["predict_s"] = round(seconds, 1)
+            print(name, json.dumps({c: round(m[c]["AP"], 4) for c in ("wearer", "non_wearer")}), flush=True)
     base = next(iter(rows.values()))
-    lines = [f"Hard Hat Workers val, {len(images)} photos, through `inspectflow predict {a.detector.name} RULE`",
-             "", "| rule config | wearer AP | P | R | non-wearer AP | P | R | heads missed | wearer / non-wearer AP vs first |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"Hard Hat Workers {a.split}, {len(images)} photos, through `inspectflow predict {a.detector.name} RULE`",
+             "", "| rule config | wearer AP | P | R | non-wearer AP | P | R | heads missed | wearer / non-wearer AP vs first | predict s (with start-up) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, m in rows.items():
         w, n = m["wearer"], m["non_wearer"]
         lines.append(f"| {name} | {100 * w['AP']:.1f} | {w['precision']:.3f} | {w['recall']:.3f} | {100 * n['AP']:.1f} | "
                      f"{n['precision']:.3f} | {n['recall']:.3f} | {m['head_miss_rate']:.1%} | "
-                     f"{w['AP'] / base['wearer']['AP']:.2f}x / {n['AP'] / base['non_wearer']['AP']:.2f}x |")
+                     f"{w['AP'] / base['wearer']['AP']:.2f}x / {n['AP'] / base['non_wearer']['AP']:.2f}x | {m['predict_s']} |")
     table = "\n".join(lines) + "\n"
+    from pipeline.safety.pads import find_pads
+
+    t = time.perf_counter()
+    padded = sum(bool(find_pads(cv2.imread(str(p)))) for p in images)
+    ms = 1000 * (time.perf_counter() - t) / len(images)
+    table += f"\nMirror-padded borders found on {padded} of {len(images)} photos, {ms:.1f} ms per photo.\n"
     print(table)
+    if a.split != "val":
+        return
     res = ROOT / "benchmarks" / "results"
     (res / "safety_photos.json").write_text(json.dumps(rows, indent=1))
     (res / "safety_photos.md").write_text(table)

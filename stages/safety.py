@@ -12,6 +12,7 @@ from pipeline.core import FrameResult
 from pipeline.errors import ConfigError
 from pipeline.models.yolo import load_yolo
 from pipeline.safety.core import Detections
+from pipeline.safety.pads import find_pads, reflect_into_pads
 from pipeline.safety.rule import RuleConfig, decide
 from stages.base import Stage, StageConfig, register
 
@@ -122,7 +123,8 @@ class SafetyDetector(Stage):
 
 
 class RuleStageConfig(StageConfig, RuleConfig):
-    pass
+    mirrored_borders: bool = Field(False, description="photos squared up by mirror-padding, labelled in the pads: "
+                                   "reflect the decisions beside a pad into it (pipeline/safety/pads.py)")
 
 
 @register
@@ -142,3 +144,6 @@ class HardHatRule(Stage):
     def process(self, batch: list[FrameResult]) -> None:
         for r in batch:
             r.decisions = decide(r.detections, self.rule)
+            if self.cfg.mirrored_borders:
+                image = r.frame.image
+                r.decisions = reflect_into_pads(r.decisions, find_pads(image), image.shape)

@@ -101,11 +101,13 @@ def test_every_shipped_stage_config_validates_and_the_photo_rule_tracks_the_flow
     configs = sorted((ROOT / "stages" / "configs").glob("*.yaml"))
     parsed = {p.name: parse_stage(p)[1] for p in configs}
     assert {"hardhat_rule.yaml", "hardhat_rule_photos.yaml", "safety_photos.yaml"} <= set(parsed)
-    # the photo rule is the flow's with fainter heads kept: any other change belongs in both files
+    # the photo rule is the flow's with fainter heads kept, and mirror-padded borders read (video frames have
+    # none): any other change belongs in both files
     flow, photos = parsed["hardhat_rule.yaml"], parsed["hardhat_rule_photos.yaml"]
     loose = {"head_conf", "person_conf"}
-    assert flow.model_dump(exclude=loose) == photos.model_dump(exclude=loose)
+    assert flow.model_dump(exclude=loose | {"mirrored_borders"}) == photos.model_dump(exclude=loose | {"mirrored_borders"})
     assert all(getattr(photos, k) < getattr(flow, k) for k in loose)
+    assert photos.mirrored_borders and not flow.mirrored_borders
 
 
 def _ee_weights(tmp_path):
