@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pipeline.safety.core import Detections  # noqa: E402
-from pipeline.safety.metrics import STATUS_CLS, decision_score, evaluate  # noqa: E402
+from pipeline.safety.metrics import STATUS_CLS, decision_score, evaluate, real_gt, synth_gt  # noqa: E402
 from pipeline.safety.rule import RuleConfig, decide  # noqa: E402
 from stages import STAGES, parse_stage  # noqa: E402
 
@@ -56,30 +56,6 @@ def predictions(dets: dict[str, Detections], rule: RuleConfig) -> tuple[list[dic
             preds.append({"image": name, "point": x.head.point, "score": decision_score(x.to_json()), "det": x.head.score,
                           "cls": STATUS_CLS[x.status]})
     return preds, decisions
-
-
-def real_gt(root: Path, split: str = "val") -> tuple[list[Path], list[dict]]:
-    images = sorted((root / "images" / split).glob("*.jpg"))
-    gts = []
-    for p in images:
-        h, w = cv2.imread(str(p)).shape[:2]
-        lab = root / "labels" / split / f"{p.stem}.txt"
-        for line in lab.read_text().splitlines() if lab.exists() else []:
-            c, cx, cy, bw, bh = line.split()[:5]
-            if c not in ("0", "2"):
-                continue
-            cx, cy, bw, bh = float(cx) * w, float(cy) * h, float(bw) * w, float(bh) * h
-            gts.append({"image": p.name, "box": [cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2],
-                        "cls": "wearer" if c == "0" else "non_wearer"})
-    return images, gts
-
-
-def synth_gt(root: Path) -> tuple[list[Path], list[dict], list[dict]]:
-    metas = [json.loads(x) for x in (root / "meta" / "test.jsonl").read_text().splitlines() if x.strip()]
-    images = [root / "images" / "test" / m["image"] for m in metas]
-    gts = [{"image": m["image"], "box": h["box"], "cls": "wearer" if h["wears"] else "non_wearer"}
-           for m in metas for h in m["heads"]]
-    return images, gts, metas
 
 
 def iou(a, b) -> float:

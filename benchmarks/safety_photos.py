@@ -7,7 +7,8 @@ configs' own thresholds, scored on the 50 Hard Hat Workers val photos, one row p
 benchmarks/safety_accuracy.py opens every threshold so AP sees the whole score range; here the
 thresholds are the shipped ones, so AP, precision and recall are those of the written predictions.
 The first rule is the baseline of the ratio column. A rule with `mirrored_borders: true` is also run with
-it off, the row before it, so its gain is measured in the same run. Writes benchmarks/results/safety_photos.{json,md}.
+it off, and one with a `hat_check:` without it, in the rows before it, so each one's gain is measured in the
+same run. Writes benchmarks/results/safety_photos.{json,md}.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.safety_accuracy import real_gt  # noqa: E402
+from pipeline.safety.metrics import real_gt  # noqa: E402
 from pipeline.safety.metrics import evaluate, from_predictions  # noqa: E402
 
 CONFIGS = ROOT / "stages" / "configs"
@@ -48,11 +49,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         runs = []
         for rule in a.rules:
-            cfg = yaml.safe_load(rule.read_text())
-            if cfg.get("mirrored_borders"):
-                off = Path(tmp) / f"{rule.stem}_borders_off.yaml"
-                off.write_text(yaml.safe_dump({**cfg, "mirrored_borders": False}))
-                runs.append((f"{rule.name}, mirrored_borders off", off))
+            cfg = {"mirrored_borders": False, "hat_check": None, **yaml.safe_load(rule.read_text())}
+            if cfg["hat_check"]:
+                cfg["hat_check"] = str((rule.parent / cfg["hat_check"]).resolve())
+            # the photo rule's extras, added one at a time, so each one's gain is measured in this run
+            seen = [cfg]
+            for label, off in (("no border reading or hat check", {"mirrored_borders": False, "hat_check": None}),
+                               ("no hat check", {"hat_check": None})):
+                step = {**cfg, **off}
+                if step not in seen:
+                    seen.append(step)
+                    path = Path(tmp) / f"{rule.stem}_{len(runs)}.yaml"
+                    path.write_text(yaml.safe_dump(step))
+                    runs.append((f"{rule.name}, {label}", path))
             runs.append((rule.name, rule))
         for name, rule in runs:
             out = Path(tmp) / rule.stem

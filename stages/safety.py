@@ -10,6 +10,7 @@ from pydantic import Field
 
 from pipeline.core import FrameResult
 from pipeline.errors import ConfigError
+from pipeline.models.checkpoint import file_sha
 from pipeline.models.yolo import load_yolo
 from pipeline.safety.core import Detections
 from pipeline.safety.pads import find_pads, reflect_into_pads
@@ -125,6 +126,9 @@ class SafetyDetector(Stage):
 class RuleStageConfig(StageConfig, RuleConfig):
     mirrored_borders: bool = Field(False, description="photos squared up by mirror-padding, labelled in the pads: "
                                    "reflect the decisions beside a pad into it (pipeline/safety/pads.py)")
+    hat_check: Path | None = Field(None, description="a classifier that takes a second look at each accepted hat box "
+                                   "(`dvc repro train_hat_check`; pipeline/safety/hat_check.py)")
+    hat_check_threshold: float = Field(0.3, gt=0, lt=1, description="a worn call the check scores below this is no_hat")
 
 
 @register
@@ -140,10 +144,32 @@ class HardHatRule(Stage):
     def __init__(self, cfg: RuleStageConfig):
         super().__init__(cfg)
         self.rule = RuleConfig(**{k: getattr(cfg, k) for k in RuleConfig.model_fields})
+        self.hat_check = None
+        if cfg.hat_check is not None:
+            from pipeline.safety.hat_check import HatCheck
+
+            self.hat_check = HatCheck(cfg.hat_check, cfg.hat_check_threshold)
+
+    def attach(self, earlier: list[Stage]) -> None:
+        """The hat check reads the detector's hat scores: it must run beside the detector and input size it was
+        trained with."""
+        if self.hat_check is None:
+            return
+        want = self.hat_check.detector
+        dets = [s for s in earlier if s.type_name == SafetyDetector.type_name]
+        have = {"weights": dets[-1].cfg.model.name, "sha": file_sha(dets[-1].cfg.model), "imgsz": dets[-1].cfg.imgsz} if dets else None
+        if have is None or (have["sha"], have["imgsz"]) != (want["sha"], want["imgsz"]):
+            seen = f"{have['weights']} ({have['sha']}) at {have['imgsz']} px" if have else "no safety_detector before it"
+            raise ConfigError(f"hat check {self.cfg.hat_check.name} was trained beside {want['weights']} ({want['sha']}) at "
+                              f"{want['imgsz']} px, but this chain has {seen}",
+                              "retrain it beside this detector (`dvc repro train_hat_check`, its params name the detector "
+                              "config), or remove `hat_check:` from the rule's YAML")
 
     def process(self, batch: list[FrameResult]) -> None:
         for r in batch:
             r.decisions = decide(r.detections, self.rule)
+            if self.hat_check is not None:
+                r.decisions = self.hat_check.veto(r.decisions, r.frame.image)
             if self.cfg.mirrored_borders:
                 image = r.frame.image
                 r.decisions = reflect_into_pads(r.decisions, find_pads(image), image.shape)

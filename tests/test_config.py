@@ -105,9 +105,10 @@ def test_every_shipped_stage_config_validates_and_the_photo_rule_tracks_the_flow
     # none): any other change belongs in both files
     flow, photos = parsed["hardhat_rule.yaml"], parsed["hardhat_rule_photos.yaml"]
     loose = {"head_conf", "person_conf"}
-    assert flow.model_dump(exclude=loose | {"mirrored_borders"}) == photos.model_dump(exclude=loose | {"mirrored_borders"})
+    photo_only = {"mirrored_borders", "hat_check"}
+    assert flow.model_dump(exclude=loose | photo_only) == photos.model_dump(exclude=loose | photo_only)
     assert all(getattr(photos, k) < getattr(flow, k) for k in loose)
-    assert photos.mirrored_borders and not flow.mirrored_borders
+    assert photos.mirrored_borders and not flow.mirrored_borders and photos.hat_check and not flow.hat_check
 
 
 def _ee_weights(tmp_path):

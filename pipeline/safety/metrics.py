@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 CLASSES = ("wearer", "non_wearer")
@@ -89,3 +90,30 @@ def evaluate(preds: list[dict], gts: list[dict]) -> dict:
     out["head_miss_rate"] = float(1 - tp.sum() / n_gt) if n_gt else float("nan")
     out["unknown"] = sum(p["cls"] == "unknown" for p in preds)
     return out
+
+
+def real_gt(root: Path, split: str = "val") -> tuple[list[Path], list[dict]]:
+    """Images and labelled heads ({image, box, cls}) of a Hard Hat Workers split: YOLO classes 0 = helmet
+    (a wearer's head), 2 = bare head; 1 (person) is left out."""
+    images = sorted((root / "images" / split).glob("*.jpg"))
+    gts = []
+    for p in images:
+        h, w = cv2.imread(str(p)).shape[:2]
+        lab = root / "labels" / split / f"{p.stem}.txt"
+        for line in lab.read_text().splitlines() if lab.exists() else []:
+            c, cx, cy, bw, bh = line.split()[:5]
+            if c not in ("0", "2"):
+                continue
+            cx, cy, bw, bh = float(cx) * w, float(cy) * h, float(bw) * w, float(bh) * h
+            gts.append({"image": p.name, "box": [cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2],
+                        "cls": "wearer" if c == "0" else "non_wearer"})
+    return images, gts
+
+
+def synth_gt(root: Path, split: str = "test") -> tuple[list[Path], list[dict], list[dict]]:
+    """The same for a synthetic site split (`generate_sites`), with each image's metadata."""
+    metas = [json.loads(x) for x in (root / "meta" / f"{split}.jsonl").read_text().splitlines() if x.strip()]
+    images = [root / "images" / split / m["image"] for m in metas]
+    gts = [{"image": m["image"], "box": h["box"], "cls": "wearer" if h["wears"] else "non_wearer"}
+           for m in metas for h in m["heads"]]
+    return images, gts, metas

@@ -138,11 +138,11 @@ def dumps(detector) -> bytes:
     return sio.dumps(detector, compression=zipfile.ZIP_DEFLATED)
 
 
-def loads(data: bytes, where: str):
+def loads(data: bytes, where: str,
+          fix: str = "retrain the screen with `dvc repro train_screen`, or use screen weights you trust"):
     """skops, not pickle: only scikit-learn and numpy types may be built from the file."""
     untrusted = sio.get_untrusted_types(data=data)
     bad = [t for t in untrusted if not t.split(".")[0] in ("sklearn", "numpy", "scipy")]
     if bad:
-        raise WeightsError(f"{where}: detector holds types outside scikit-learn/numpy: {bad[:3]}",
-                           "retrain the screen with `dvc repro train_screen`, or use screen weights you trust")
+        raise WeightsError(f"{where}: holds types outside scikit-learn/numpy: {bad[:3]}", fix)
     return sio.loads(data, trusted=untrusted)

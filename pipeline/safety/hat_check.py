@@ -1,0 +1,95 @@
+"""A second look at each hat the rule accepted: does the box hold a hard hat, or dark hair?
+
+On real photos the detector's commonest wearer mistake is a bare head whose hair it boxed as a hat,
+faintly (confidence 0.1-0.4). A hard hat is bright and smooth; hair is dark and uneven. A small
+gradient-boosted classifier (scikit-learn) reads the box's colour statistics and the detector's score,
+and a `worn` call it doubts becomes `no_hat`. It is trained beside one detector at one input size
+(`dvc repro train_hat_check`), on the real Hard Hat Workers train split, and checks that it runs
+beside the same detector. Stored with skops: only scikit-learn and numpy types are built from the file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipeline.errors import WeightsError
+from pipeline.safety.core import Decision
+
+TASK = "hat_check"
+CROP = (24, 16)  # w, h: a hat box is wider than tall
+FEATURES = ("hue_cos", "hue_sin", "sat_mean", "val_mean", "sat_std", "val_std", "val_p75", "sat_p75", "dark_share",
+            "hat_score")
+
+
+def hat_features(image: np.ndarray, box, score: float) -> np.ndarray | None:
+    """FEATURES of one hat box on a BGR image; None when the box holds no pixels."""
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    crop = image[max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)]
+    if crop.size == 0:
+        return None
+    hsv = cv2.cvtColor(cv2.resize(crop, CROP), cv2.COLOR_BGR2HSV).reshape(-1, 3).astype(np.float64)
+    hue = hsv[:, 0] * np.pi / 90  # OpenCV hue runs 0-180: an angle, so red at both ends stays one colour
+    s, v = hsv[:, 1] / 255, hsv[:, 2] / 255
+    return np.array([np.cos(hue).mean(), np.sin(hue).mean(), s.mean(), v.mean(), s.std(), v.std(),
+                     np.percentile(v, 75), np.percentile(s, 75), (hsv[:, 2] < 60).mean(), score])
+
+
+def save(path: str | Path, model, detector: dict, info: dict) -> None:
+    from pipeline.screen.detector import dumps
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(dumps({"task": TASK, "features": list(FEATURES), "detector": detector, "info": info, "model": model}))
+    os.replace(tmp, path)
+
+
+class HatCheck:
+    def __init__(self, path: str | Path, threshold: float):
+        from pipeline.screen.detector import loads
+
+        fix = "point `hat_check:` at a file made by `dvc repro train_hat_check`, or remove the key"
+        path = Path(path)
+        if not path.exists():
+            raise WeightsError(f"hat check file {path} does not exist", fix)
+        try:
+            obj = loads(path.read_bytes(), str(path), fix)
+        except WeightsError:
+            raise
+        except Exception as e:
+            raise WeightsError(f"cannot read hat check file {path}: {e.__class__.__name__}: {str(e)[:200]}", fix) from e
+        if not isinstance(obj, dict) or obj.get("task") != TASK:
+            got = obj.get("task") if isinstance(obj, dict) else type(obj).__name__
+            raise WeightsError(f"{path} is not a hat check (task {got!r})", fix)
+        if obj.get("features") != list(FEATURES):
+            raise WeightsError(f"hat check {path} reads features {obj.get('features')}, this version {list(FEATURES)}",
+                               "retrain it: `dvc repro train_hat_check`")
+        self.model, self.detector, self.info = obj["model"], obj["detector"], obj.get("info", {})
+        self.threshold = threshold
+        self.n_vetoed = 0
+
+    def veto(self, decisions: list[Decision], image: np.ndarray) -> list[Decision]:
+        """`worn` calls whose hat box the classifier scores below the threshold become `no_hat`."""
+        rows = [(i, hat_features(image, d.hat_box, d.hat_score)) for i, d in enumerate(decisions) if d.status == "worn"]
+        rows = [(i, f) for i, f in rows if f is not None]
+        if not rows:
+            return decisions
+        p = self.model.predict_proba(np.stack([f for _, f in rows]))[:, 1]
+        out = list(decisions)
+        for (i, _), q in zip(rows, p):
+            if q < self.threshold:
+                d = decisions[i]
+                self.n_vetoed += 1
+                # faint_hat_conf ranks the violation: a hat the check all but ruled out leaves a surer no_hat
+                out[i] = replace(d, status="no_hat", hat_box=None, hat_score=None, why={
+                    "rule": f"the hat box does not look like a hard hat (hat check {q:.2f} < {self.threshold})",
+                    "hat": [round(float(v), 1) for v in d.hat_box], "hat_conf": round(float(d.hat_score), 3),
+                    "hat_check": round(float(q), 3), "faint_hat_conf": round(float(q), 3), "candidates": []})
+            else:
+                out[i] = replace(decisions[i], why={**decisions[i].why, "hat_check": round(float(q), 3)})
+        return out
