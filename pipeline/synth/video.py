@@ -55,6 +55,8 @@ def facade_video(out: str | Path, seconds: float = 10, seed: int = 0, fps: float
     alt = rng.uniform(8, 25)
     # one look per clip (lighting, white balance); only sensor noise changes frame to frame
     noise = A.GaussNoise(std_range=(0.01, 0.03), p=1)
+    # seeded apart from `rng`, so a clip's bytes follow from its seed without moving any other draw of it
+    noise.set_random_seed(int(np.random.default_rng([seed, 1]).integers(2**31)))
     tmp = out.with_name(out.stem + ".tmp" + out.suffix)
     writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
     Hs, tel = [], []
