@@ -122,6 +122,12 @@ def predict(stage_configs: list[Path] = typer.Argument(..., metavar="STAGE_CONFI
             typer.echo(f"skipped {len(src.skipped)} unreadable images: " + "; ".join(src.skipped), err=True)
         typer.echo(f"{len(lines)} images predicted; {', '.join(outputs)} in {out / 'predictions.jsonl'}"
                    + (f"; PNG masks per image: {', '.join(masks)}" if masks else ""))
+        c = pipe.counters()
+        if "hardhat_rule.padded" in c:
+            typer.echo(f"mirror-padded borders on {int(c['hardhat_rule.padded'])} of {len(lines)} images: "
+                       f"{int(c['hardhat_rule.reflected'])} decisions reflected into them")
+        if "hardhat_rule.vetoed" in c:
+            typer.echo(f"hat check: {int(c['hardhat_rule.vetoed'])} worn calls became no_hat")
     except InspectflowError as e:
         _fail(e)
 

@@ -149,6 +149,7 @@ class HardHatRule(Stage):
             from pipeline.safety.hat_check import HatCheck
 
             self.hat_check = HatCheck(cfg.hat_check, cfg.hat_check_threshold)
+        self.n_frames = self.n_padded = self.n_reflected = 0
 
     def attach(self, earlier: list[Stage]) -> None:
         """The hat check reads the detector's hat scores: it must run beside the detector and input size it was
@@ -172,4 +173,16 @@ class HardHatRule(Stage):
                 r.decisions = self.hat_check.veto(r.decisions, r.frame.image)
             if self.cfg.mirrored_borders:
                 image = r.frame.image
-                r.decisions = reflect_into_pads(r.decisions, find_pads(image), image.shape)
+                pads = find_pads(image)
+                r.decisions = reflect_into_pads(r.decisions, pads, image.shape)
+                self.n_padded += bool(pads)
+                self.n_reflected += sum(d.why.get("rule", "").startswith("reflection") for d in r.decisions)
+            self.n_frames += 1
+
+    def counters(self) -> dict[str, float]:
+        out = {}
+        if self.cfg.mirrored_borders:
+            out |= {"frames": self.n_frames, "padded": self.n_padded, "reflected": self.n_reflected}
+        if self.hat_check is not None:
+            out |= {"frames": self.n_frames, "vetoed": self.hat_check.n_vetoed}
+        return out

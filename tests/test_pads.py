@@ -66,3 +66,4 @@ def test_the_photo_rule_stage_reflects_on_a_padded_frame_and_leaves_an_unpadded_
     assert [d.status for d in results[0].decisions] == ["worn", "worn"]
     assert results[0].decisions[1].head.point[1] == pytest.approx(50, abs=6)
     assert [d.status for d in results[1].decisions] == ["worn"]
+    assert stage.counters() == {"frames": 2, "padded": 1, "reflected": 1}

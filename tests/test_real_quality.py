@@ -48,3 +48,5 @@ def test_photo_configs_tell_wearers_from_bare_heads(tmp_path):
     m = evaluate(from_predictions(tmp_path / "pred" / "predictions.jsonl"), gts)
     got = {c: round(100 * m[c]["AP"], 1) for c in ("wearer", "non_wearer")} | {"missed": round(m["head_miss_rate"], 3)}
     assert got["wearer"] >= 64 and got["non_wearer"] >= 60 and got["missed"] <= 0.26, got
+    # what the photo rule's extras did, as `predict` says it
+    assert f"mirror-padded borders on 50 of {len(images)} images" in r.stdout and "worn calls became no_hat" in r.stdout, r.stdout
