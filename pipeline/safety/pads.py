@@ -42,14 +42,13 @@ def _pad_rows(g: np.ndarray) -> int:
     h = g.shape[0]
     if h < 2 * MIN_PAD + 2:
         return 0
-    # row distances at offsets 1..2*NEAR; the NEAR row pairs nearest a mirror line must match before the
+    # row distances at offsets 1..8; the 4 row pairs nearest a mirror line must match before the
     # whole pad is compared, which rules out nearly every line at the cost of a few array passes
-    near = 4
-    d = [np.abs(g[: h - s] - g[s:]).mean(1) for s in range(1, 2 * near + 1)]
+    near = range(4)
+    d = [np.abs(g[: h - s] - g[s:]).mean(1) for s in range(1, 2 * len(near) + 1)]
     for p in range(h // 2 - 1, MIN_PAD - 1, -1):
-        ks = range(near)
-        refl = np.mean([d[2 * k][p - 1 - k] for k in ks])  # rows p-1-k and p+k
-        refl101 = np.mean([d[2 * k + 1][p - 1 - k] for k in ks])  # rows p-1-k and p+1+k
+        refl = np.mean([d[2 * k][p - 1 - k] for k in near])  # rows p-1-k and p+k
+        refl101 = np.mean([d[2 * k + 1][p - 1 - k] for k in near])  # rows p-1-k and p+1+k
         if min(refl, refl101) >= 2 * MAX_ERR:  # loose: resizing blurs the rows at the seam
             continue
         pad = g[:p][::-1]
