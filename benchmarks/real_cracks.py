@@ -41,7 +41,7 @@ def main() -> None:
     drone = ROOT / "data/weights/damage.pt"
     # name -> (checkpoint, overrides of the close-up config)
     closeup = ROOT / "data/weights/damage_closeup.pt"
-    plain = {"class_bias": {}}  # rows before the last run without the close-up config's crack bias
+    plain = {"class_bias": {}, "min_area": {}}  # rows before the last two without the close-up config's crack bias and speck filter
     # name -> (checkpoint, overrides of the close-up config)
     models = {"synthetic only": (ROOT / "data/weights/damage_synth.pt", plain),
               "drone-frame config (damage.pt, half scale)": (drone, {"input_scale": 0.5, "tile": 768, "tta": [], **plain}),
@@ -49,7 +49,8 @@ def main() -> None:
               "damage.pt, full scale, flips": (drone, {"tta": ["hflip", "vflip"], **plain}),
               "damage_closeup.pt, flips": (closeup, {"tta": ["hflip", "vflip"], **plain}),
               "damage_closeup.pt, flips + rot180 + transpose": (closeup, plain),
-              "shipped close-up (those passes, crack logit -0.5)": (closeup, {})}
+              "those passes, crack logit -0.5": (closeup, {"min_area": {}}),
+              "shipped close-up (those passes, crack logit -0.5, crack specks under 20 px dropped)": (closeup, {})}
     for w in a.weights:
         name, _, path = w.partition("=")
         if not path:

@@ -37,15 +37,21 @@ class SegmentationConfig(StageConfig):
     class_bias: dict[str, float] = Field(
         {}, description="added to a class's logit before the argmax, by class name (e.g. {crack: 0.5}): above 0 the "
         "class is called more often (more recall, less precision), below 0 less often")
+    min_area: dict[str, int] = Field(
+        {}, description="by class name (e.g. {crack: 20}): a connected piece of that class smaller than this many "
+        "pixels, at the image's own size, becomes background; drops specks a surface's pores and scratches leave")
 
     class_names: ClassVar[tuple[str, ...]] = ()
 
     @model_validator(mode="after")
     def _bias_names_classes(self):
-        unknown = sorted(set(self.class_bias) - set(self.class_names))
-        if unknown:
-            raise ValueError(f"class_bias names {', '.join(map(repr, unknown))}, which is not a class here: "
-                             f"use {', '.join(self.class_names[1:])} (or background)")
+        for key in ("class_bias", "min_area"):
+            unknown = sorted(set(getattr(self, key)) - set(self.class_names))
+            if unknown:
+                raise ValueError(f"{key} names {', '.join(map(repr, unknown))}, which is not a class here: "
+                                 f"use {', '.join(self.class_names[1:])} (or background)")
+        if any(v < 0 for v in self.min_area.values()):
+            raise ValueError("min_area takes pixel counts of 0 or more")
         return self
 
     @model_validator(mode="after")
@@ -120,6 +126,17 @@ def _unrecorded(model: torch.nn.Module):
         model.tap_skip = False
 
 
+def _drop_small(mask: np.ndarray, min_area: dict[int, int]) -> np.ndarray:
+    """Pieces (8-connected) of each class id smaller than its min_area become background (0)."""
+    for c, a in min_area.items():
+        n, lab, st, _ = cv2.connectedComponentsWithStats((mask == c).astype(np.uint8), connectivity=8)
+        small = np.flatnonzero(st[1:, cv2.CC_STAT_AREA] < a) + 1
+        if len(small):
+            mask = mask.copy()
+            mask[np.isin(lab, small)] = 0
+    return mask
+
+
 class SegmentationStage(Stage):
     Config = SegmentationConfig
 
@@ -131,6 +148,7 @@ class SegmentationStage(Stage):
                             calibrate=_facade_inputs if cfg.precision == "int8" else None)
         names = type(cfg).class_names
         self.bias = torch.tensor([float(cfg.class_bias.get(c, 0.0)) for c in names]) if cfg.class_bias else None
+        self.min_area = {names.index(c): a for c, a in cfg.min_area.items() if a > 0}
 
     def prepare(self) -> None:
         """Export and open the ONNX model now, with the blocks screens have hooked by now, rather than
@@ -189,8 +207,9 @@ class SegmentationStage(Stage):
                             acc = torch.zeros((lg.shape[0], H, W))
                         acc[:, y : y + lg.shape[1], x : x + lg.shape[2]] += lg.cpu()
                 out.append(_labels(acc, 0).byte().numpy())
-        return [m if m.shape[:2] == im.shape[:2] else cv2.resize(m, (im.shape[1], im.shape[0]), interpolation=cv2.INTER_NEAREST)
-                for m, im in zip(out, images)]
+        out = [m if m.shape[:2] == im.shape[:2] else cv2.resize(m, (im.shape[1], im.shape[0]), interpolation=cv2.INTER_NEAREST)
+               for m, im in zip(out, images)]
+        return [_drop_small(m, self.min_area) for m in out] if self.min_area else out
 
     def process(self, batch: list[FrameResult]) -> None:
         for r, m in zip(batch, self.predict([r.frame.image for r in batch])):

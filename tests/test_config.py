@@ -237,3 +237,19 @@ def test_class_bias_is_checked_against_the_stages_classes_and_moves_the_argmax(t
     assert (load_stage({**spec, "class_bias": {"crack": 0.0}}).predict([img])[0] == plain).all()
     assert (load_stage({**spec, "class_bias": {"crack": 100.0}}).predict([img])[0] == 1).all()
     assert (load_stage({**spec, "class_bias": {"background": 100.0}}).predict([img])[0] == 0).all()
+
+
+def test_min_area_drops_small_pieces_of_a_class_and_names_must_be_classes():
+    import numpy as np
+
+    from stages.segmentation import DamageConfig, _drop_small
+
+    m = np.zeros((40, 40), np.uint8)
+    m[2:4, 2:6] = 1  # 8 px of crack
+    m[10:30, 20] = 1  # 20 px of crack
+    m[30:33, 2:5] = 2  # 9 px of spall: another class, left alone
+    out = _drop_small(m, {1: 20})
+    assert out[2:4, 2:6].sum() == 0 and (out[10:30, 20] == 1).all() and (out[30:33, 2:5] == 2).all()
+    assert (m[2:4, 2:6] == 1).all()  # the input is not changed
+    with pytest.raises(ValueError, match="min_area names 'crak'"):
+        DamageConfig(type="damage_segmentation", min_area={"crak": 20})
