@@ -44,7 +44,7 @@ class SegmentationConfig(StageConfig):
     class_names: ClassVar[tuple[str, ...]] = ()
 
     @model_validator(mode="after")
-    def _bias_names_classes(self):
+    def _per_class_options_name_classes(self):
         for key in ("class_bias", "min_area"):
             unknown = sorted(set(getattr(self, key)) - set(self.class_names))
             if unknown:
