@@ -10,7 +10,6 @@ from pydantic import Field
 
 from pipeline.core import FrameResult
 from pipeline.errors import ConfigError
-from pipeline.models.checkpoint import file_sha
 from pipeline.models.yolo import load_yolo
 from pipeline.safety.core import Detections
 from pipeline.safety.pads import find_pads, reflect_into_pads
@@ -156,9 +155,11 @@ class HardHatRule(Stage):
         trained with."""
         if self.hat_check is None:
             return
+        from pipeline.safety.hat_check import fingerprint
+
         want = self.hat_check.detector
         dets = [s for s in earlier if s.type_name == SafetyDetector.type_name]
-        have = {"weights": dets[-1].cfg.model.name, "sha": file_sha(dets[-1].cfg.model), "imgsz": dets[-1].cfg.imgsz} if dets else None
+        have = fingerprint(dets[-1]) if dets else None
         if have is None or (have["sha"], have["imgsz"]) != (want["sha"], want["imgsz"]):
             seen = f"{have['weights']} ({have['sha']}) at {have['imgsz']} px" if have else "no safety_detector before it"
             raise ConfigError(f"hat check {self.cfg.hat_check.name} was trained beside {want['weights']} ({want['sha']}) at "

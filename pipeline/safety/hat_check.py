@@ -39,6 +39,13 @@ def hat_features(image: np.ndarray, box, score: float) -> np.ndarray | None:
                      np.percentile(v, 75), np.percentile(s, 75), (hsv[:, 2] < 60).mean(), score])
 
 
+def fingerprint(detector) -> dict:
+    """What a check records of the safety_detector stage it was trained beside, and compares when it runs."""
+    from pipeline.models.checkpoint import file_sha
+
+    return {"weights": detector.cfg.model.name, "sha": file_sha(detector.cfg.model), "imgsz": detector.cfg.imgsz}
+
+
 def save(path: str | Path, model, detector: dict, info: dict) -> None:
     from pipeline.screen.detector import dumps
 

@@ -19,8 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.config import load_yaml
-from pipeline.models.checkpoint import file_sha
-from pipeline.safety.hat_check import hat_features, save
+from pipeline.safety.hat_check import fingerprint, hat_features, save
 from pipeline.safety.metrics import real_gt, synth_gt
 from pipeline.safety.rule import RuleConfig, decide
 from pipeline.train.common import load_params
@@ -73,15 +72,14 @@ def main(params_path: str, section: str) -> None:
     def make():
         return HistGradientBoostingClassifier(max_depth=p["max_depth"], max_iter=p["max_iter"], random_state=p["seed"])
 
-    folds = min(5, len(set(groups)), int((~y).sum()), int(y.sum()))
-    cv = cross_val_predict(make(), X, y, groups=groups, cv=GroupKFold(max(folds, 2)), method="predict_proba")[:, 1]
-    info = {"trained_on": what, "examples": int(len(y)), "bare": int((~y).sum()), "cv_auroc": round(float(roc_auc_score(y, cv)), 4),
+    folds = max(2, min(5, len(set(groups)), int((~y).sum()), int(y.sum())))
+    cv = cross_val_predict(make(), X, y, groups=groups, cv=GroupKFold(folds), method="predict_proba")[:, 1]
+    info = {"trained_on": what, "examples": int(len(y)), "cv_folds": folds, "bare": int((~y).sum()), "cv_auroc": round(float(roc_auc_score(y, cv)), 4),
             "cv_auroc_hat_score_alone": round(float(roc_auc_score(y, X[:, -1])), 4),
             "cv_vetoed_at": {str(t): [int(((cv < t) & ~y).sum()), int(((cv < t) & y).sum())] for t in (0.2, 0.3, 0.4)}}
     model = make().fit(X, y)
-    detector = {"weights": det.cfg.model.name, "sha": file_sha(det.cfg.model), "imgsz": det.cfg.imgsz}
-    save(p["out"], model, detector, info)
-    print(f"hat check on the {what}: {info['examples']} worn calls ({info['bare']} on bare heads); grouped 5-fold AUROC "
+    save(p["out"], model, fingerprint(det), info)
+    print(f"hat check on the {what}: {info['examples']} worn calls ({info['bare']} on bare heads); grouped {folds}-fold AUROC "
           f"{info['cv_auroc']} (detector hat score alone {info['cv_auroc_hat_score_alone']}); vetoed [bare, hatted] "
           f"at each threshold: {info['cv_vetoed_at']} -> {p['out']}")
 
