@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import ClassVar, Literal, Protocol
 
 import numpy as np
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipeline.core import FrameResult
 from pipeline.errors import ConfigError
@@ -17,6 +17,19 @@ from pipeline.safety.rule import RuleConfig, decide
 from stages.base import Stage, StageConfig, register
 
 NEEDED = ("person", "hardhat", "head")
+Merge = Literal["agree", "boost", "union"]
+
+
+class TTAConfig(BaseModel):
+    """Extra passes over each photo, merged with the plain one (pipeline/safety/tta.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+    flip: bool = Field(True, description="also run on the left-right mirrored image")
+    sizes: list[int] = Field(default_factory=list, description="also run at these input sizes (px)")
+    iou: float = Field(0.55, gt=0, lt=1, description="boxes of one class overlapping more than this are one object")
+    heads: Merge = Field("boost", description="how person and head boxes merge (see hats)")
+    hats: Merge = Field("agree", description="agree: the passes' boxes averaged, scored by their mean over all passes; "
+                        "boost: the surest box, scored down by the share of passes that missed it; union: the surest box")
 
 
 class DetectorConfig(StageConfig):
@@ -31,6 +44,17 @@ class DetectorConfig(StageConfig):
                               "a frame with nobody in it stops after an early layer")
     gate_threshold: float | None = Field(None, ge=0, le=1, description="cell probability a frame needs to run on; "
                                          "default: the calibrated one; 0 runs everything")
+    tta: TTAConfig | None = Field(None, description="test-time augmentation for photos: more heads found, at the "
+                                  "cost of one detector pass per view")
+
+    @model_validator(mode="after")
+    def _tta_is_for_photos(self):
+        if self.tta is not None and self.tracker is not None:
+            raise ValueError("`tta:` merges passes over one photo, and a tracker needs one pass per frame: "
+                             "set `tracker: null` or remove `tta:`")
+        if self.tta is not None and not (self.tta.flip or self.tta.sizes):
+            raise ValueError("`tta:` asks for no extra pass: set `flip: true` or list `sizes:`")
+        return self
 
 
 class KeypointBackend(Protocol):
@@ -74,11 +98,24 @@ class UltralyticsBackend:
         kw = dict(imgsz=self.cfg.imgsz, conf=self.cfg.conf, iou=self.cfg.iou, device=self.cfg.device, verbose=False)
         if track and self.cfg.tracker:
             # trackers are stateful: feed frames in order, one call per frame
-            res = [self.model.track(im, persist=True, tracker=self.cfg.tracker, **kw)[0] for im in images]
-        else:
-            res = self.model.predict(images, **kw)
+            return self._detections([self.model.track(im, persist=True, tracker=self.cfg.tracker, **kw)[0] for im in images])
+        out = self._detections(self.model.predict(images, **kw))
+        tta = self.cfg.tta
+        if tta is None:
+            return out
+        from pipeline.safety.tta import merge, mirrored
+
+        passes = [out]
+        if tta.flip:
+            flipped = self._detections(self.model.predict([np.ascontiguousarray(im[:, ::-1]) for im in images], **kw))
+            passes.append([mirrored(d, im.shape[1]) for d, im in zip(flipped, images)])
+        for size in tta.sizes:
+            passes.append(self._detections(self.model.predict(images, **{**kw, "imgsz": size})))
+        return [merge(list(views), tta.iou, tta.hats, tta.heads) for views in zip(*passes)]
+
+    def _detections(self, results) -> list[Detections]:
         out = []
-        for r in res:
+        for r in results:
             d = Detections.from_ultralytics(r)
             d.names = self.names
             out.append(d)
@@ -151,19 +188,18 @@ class HardHatRule(Stage):
         self.n_frames = self.n_padded = self.n_reflected = 0
 
     def attach(self, earlier: list[Stage]) -> None:
-        """The hat check reads the detector's hat scores: it must run beside the detector and input size it was
-        trained with."""
+        """The hat check reads the detector's hat scores: it must run beside the detector, input size and
+        test-time passes it was trained with."""
         if self.hat_check is None:
             return
-        from pipeline.safety.hat_check import fingerprint
+        from pipeline.safety.hat_check import describe, fingerprint, same_detector
 
         want = self.hat_check.detector
         dets = [s for s in earlier if s.type_name == SafetyDetector.type_name]
         have = fingerprint(dets[-1]) if dets else None
-        if have is None or (have["sha"], have["imgsz"]) != (want["sha"], want["imgsz"]):
-            seen = f"{have['weights']} ({have['sha']}) at {have['imgsz']} px" if have else "no safety_detector before it"
-            raise ConfigError(f"hat check {self.cfg.hat_check.name} was trained beside {want['weights']} ({want['sha']}) at "
-                              f"{want['imgsz']} px, but this chain has {seen}",
+        if have is None or not same_detector(have, want):
+            seen = describe(have) if have else "no safety_detector before it"
+            raise ConfigError(f"hat check {self.cfg.hat_check.name} was trained beside {describe(want)}, but this chain has {seen}",
                               "retrain it beside this detector (`dvc repro train_hat_check`, its params name the detector "
                               "config), or remove `hat_check:` from the rule's YAML")
 

@@ -43,7 +43,18 @@ def fingerprint(detector) -> dict:
     """What a check records of the safety_detector stage it was trained beside, and compares when it runs."""
     from pipeline.models.checkpoint import file_sha
 
-    return {"weights": detector.cfg.model.name, "sha": file_sha(detector.cfg.model), "imgsz": detector.cfg.imgsz}
+    tta = detector.cfg.tta.model_dump() if getattr(detector.cfg, "tta", None) is not None else None
+    return {"weights": detector.cfg.model.name, "sha": file_sha(detector.cfg.model), "imgsz": detector.cfg.imgsz, "tta": tta}
+
+
+def same_detector(a: dict, b: dict) -> bool:
+    """Two fingerprints score hats alike: same weights, input size and test-time passes (files made before
+    `tta` existed record none)."""
+    return (a["sha"], a["imgsz"], a.get("tta")) == (b["sha"], b["imgsz"], b.get("tta"))
+
+
+def describe(f: dict) -> str:
+    return f"{f['weights']} ({f['sha']}) at {f['imgsz']} px" + (f" with tta {f['tta']}" if f.get("tta") else "")
 
 
 def save(path: str | Path, model, detector: dict, info: dict) -> None:
@@ -79,6 +90,13 @@ class HatCheck:
         self.model, self.detector, self.info = obj["model"], obj["detector"], obj.get("info", {})
         self.threshold = threshold
         self.n_vetoed = 0
+
+    @classmethod
+    def fitted(cls, model, threshold: float) -> HatCheck:
+        """A check around a classifier fitted in memory (cross-validation in benchmarks/safety_photos_cv.py)."""
+        check = cls.__new__(cls)
+        check.model, check.detector, check.info, check.threshold, check.n_vetoed = model, {}, {}, threshold, 0
+        return check
 
     def veto(self, decisions: list[Decision], image: np.ndarray) -> list[Decision]:
         """`worn` calls whose hat box the classifier scores below the threshold become `no_hat`."""

@@ -25,33 +25,56 @@ from pipeline.safety.rule import RuleConfig, decide
 from pipeline.train.common import load_params
 
 
+def heads_by_image(gts: list[dict]) -> dict[str, list]:
+    """Labelled heads ({image, box, cls}) as image name -> [(box, wears a hat)]."""
+    heads: dict[str, list] = {}
+    for g in gts:
+        heads.setdefault(g["image"], []).append((g["box"], g["cls"] == "wearer"))
+    return heads
+
+
+def worn_examples(image: np.ndarray, decisions, heads: list) -> list[tuple[np.ndarray, bool]]:
+    """(features, wears a hat) of each `worn` call whose head point lies in a labelled head box."""
+    out = []
+    for d in decisions:
+        if d.status != "worn":
+            continue
+        x, yy = d.head.point
+        wears = next((wr for b, wr in heads if b[0] <= x <= b[2] and b[1] <= yy <= b[3]), None)
+        f = hat_features(image, d.hat_box, d.hat_score)
+        if wears is not None and f is not None:
+            out.append((f, wears))
+    return out
+
+
+def rule_of(rule_cfg: Path) -> RuleConfig:
+    """The rule's thresholds from a rule stage YAML (its check and border handling left out)."""
+    return RuleConfig(**{k: v for k, v in load_yaml(rule_cfg).items() if k in RuleConfig.model_fields})
+
+
+def classifier(p: dict):
+    """The check's classifier, unfitted, from the train_hat_check params."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return HistGradientBoostingClassifier(max_depth=p["max_depth"], max_iter=p["max_iter"], random_state=p["seed"])
+
+
 def examples(detector_cfg: Path, rule_cfg: Path, images: list[Path], gts: list[dict], what: str):
     """Features, labels and image names of the rule's `worn` calls on labelled heads ({image, box, cls})."""
     from stages import load_stage
 
-    det = load_stage(detector_cfg)
-    rule = RuleConfig(**{k: v for k, v in load_yaml(rule_cfg).items() if k in RuleConfig.model_fields})
-    heads: dict[str, list] = {}
-    for g in gts:
-        heads.setdefault(g["image"], []).append((g["box"], g["cls"] == "wearer"))
+    det, rule, heads = load_stage(detector_cfg), rule_of(rule_cfg), heads_by_image(gts)
     X, y, groups = [], [], []
     for p in tqdm(images, desc=f"hat check: {what}", unit="img"):
         im = cv2.imread(str(p))
-        for d in decide(det.backend([im], False)[0], rule):
-            if d.status != "worn":
-                continue
-            x, yy = d.head.point
-            wears = next((wr for b, wr in heads.get(p.name, []) if b[0] <= x <= b[2] and b[1] <= yy <= b[3]), None)
-            f = hat_features(im, d.hat_box, d.hat_score)
-            if wears is not None and f is not None:
-                X.append(f)
-                y.append(wears)
-                groups.append(p.name)
+        for f, wears in worn_examples(im, decide(det.backend([im], False)[0], rule), heads.get(p.name, [])):
+            X.append(f)
+            y.append(wears)
+            groups.append(p.name)
     return np.array(X), np.array(y, bool), np.array(groups), det
 
 
 def main(params_path: str, section: str) -> None:
-    from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import GroupKFold, cross_val_predict
 
@@ -70,7 +93,7 @@ def main(params_path: str, section: str) -> None:
                  f"heads: too few to learn from (fix: train the detector first, `dvc repro polish_safety`)")
 
     def make():
-        return HistGradientBoostingClassifier(max_depth=p["max_depth"], max_iter=p["max_iter"], random_state=p["seed"])
+        return classifier(p)
 
     folds = max(2, min(5, len(set(groups)), int((~y).sum()), int(y.sum())))
     cv = cross_val_predict(make(), X, y, groups=groups, cv=GroupKFold(folds), method="predict_proba")[:, 1]
