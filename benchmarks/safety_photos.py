@@ -7,8 +7,9 @@ configs' own thresholds, scored on the 50 Hard Hat Workers val photos, one row p
 benchmarks/safety_accuracy.py opens every threshold so AP sees the whole score range; here the
 thresholds are the shipped ones, so AP, precision and recall are those of the written predictions.
 The first rule is the baseline of the ratio column. A rule with `mirrored_borders: true` is also run with
-it off, and one with a `hat_check:` without it, in the rows before it, so each one's gain is measured in the
-same run. Writes benchmarks/results/safety_photos.{json,md}.
+it off, and one with a `hat_check:` without it, in the rows before it, and a detector with `tta:` also runs
+without it (with the check off: a check is trained beside one detector's passes), so each one's gain is
+measured in the same run. Writes benchmarks/results/safety_photos.{json,md}.
 """
 
 from __future__ import annotations
@@ -48,25 +49,36 @@ def main() -> None:
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         runs = []
+        det = yaml.safe_load(a.detector.read_text())
+        plain = a.detector
+        if det.get("tta"):
+            plain = Path(tmp) / "detector_no_tta.yaml"
+            for k in ("model", "gate"):
+                if det.get(k):
+                    det[k] = str((a.detector.parent / det[k]).resolve())
+            plain.write_text(yaml.safe_dump({**det, "tta": None}))
         for rule in a.rules:
             cfg = {"mirrored_borders": False, "hat_check": None, **yaml.safe_load(rule.read_text())}
             if cfg["hat_check"]:
                 cfg["hat_check"] = str((rule.parent / cfg["hat_check"]).resolve())
-            # the photo rule's extras, added one at a time, so each one's gain is measured in this run
-            seen = [cfg]
-            for label, off in (("no border reading or hat check", {"mirrored_borders": False, "hat_check": None}),
-                               ("no hat check", {"hat_check": None})):
-                step = {**cfg, **off}
+            # the photo chain's extras, added one at a time, so each one's gain is measured in this run
+            seen = [(a.detector, cfg)]
+            for label, detector, off in (
+                    ("detector without tta, no border reading or hat check", plain, {"mirrored_borders": False, "hat_check": None}),
+                    ("detector without tta, no hat check", plain, {"hat_check": None}),
+                    ("no border reading or hat check", a.detector, {"mirrored_borders": False, "hat_check": None}),
+                    ("no hat check", a.detector, {"hat_check": None})):
+                step = (detector, {**cfg, **off})
                 if step not in seen:
                     seen.append(step)
                     path = Path(tmp) / f"{rule.stem}_{len(runs)}.yaml"
-                    path.write_text(yaml.safe_dump(step))
-                    runs.append((f"{rule.name}, {label}", path))
-            runs.append((rule.name, rule))
-        for name, rule in runs:
+                    path.write_text(yaml.safe_dump(step[1]))
+                    runs.append((f"{rule.name}, {label}", detector, path))
+            runs.append((rule.name, a.detector, rule))
+        for name, detector, rule in runs:
             out = Path(tmp) / rule.stem
             t = time.perf_counter()
-            r = subprocess.run([sys.executable, "-m", "pipeline", "predict", str(a.detector), str(rule),
+            r = subprocess.run([sys.executable, "-m", "pipeline", "predict", str(detector), str(rule),
                                 "--source", str(images[0].parent), "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
             seconds = time.perf_counter() - t
             if r.returncode:

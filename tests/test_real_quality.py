@@ -39,14 +39,15 @@ def test_closeup_config_finds_real_drone_cracks(tmp_path):
 def test_photo_configs_tell_wearers_from_bare_heads(tmp_path):
     """Hard Hat Workers val (50 photos, never trained on) through `predict safety_photos.yaml
     hardhat_rule_photos.yaml` at their shipped thresholds: wearer and non-wearer AP of the decisions it
-    writes, each head point matched to the labelled head box that holds it. Shipped: 70.2 / 69.3, 22.3% of heads
-    missed (69.5 / 52.4 without the hat check, 62.3 / 46.0 / 25.9% without reading mirror-padded borders either)."""
+    writes, each head point matched to the labelled head box that holds it. Shipped: 69.7 / 73.5, 17.3% of heads
+    missed; with one detector pass instead of three (its own check) 70.2 / 69.3 / 22.3%; one pass without the hat
+    check 69.5 / 52.4, and without reading mirror-padded borders either 62.3 / 46.0 / 25.9%."""
     images, gts = real_gt(REAL / "hardhat_workers")
     r = run_cli("predict", CONFIGS / "safety_photos.yaml", CONFIGS / "hardhat_rule_photos.yaml", "--source",
                 images[0].parent, "--out", tmp_path / "pred")
     assert r.returncode == 0, r.stderr[-2000:]
     m = evaluate(from_predictions(tmp_path / "pred" / "predictions.jsonl"), gts)
     got = {c: round(100 * m[c]["AP"], 1) for c in ("wearer", "non_wearer")} | {"missed": round(m["head_miss_rate"], 3)}
-    assert got["wearer"] >= 64 and got["non_wearer"] >= 60 and got["missed"] <= 0.26, got
+    assert got["wearer"] >= 64 and got["non_wearer"] >= 60 and got["missed"] <= 0.21, got
     # what the photo rule's extras did, as `predict` says it
     assert f"mirror-padded borders on 50 of {len(images)} images" in r.stdout and "worn calls became no_hat" in r.stdout, r.stdout
