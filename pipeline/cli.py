@@ -123,6 +123,9 @@ def predict(stage_configs: list[Path] = typer.Argument(..., metavar="STAGE_CONFI
         typer.echo(f"{len(lines)} images predicted; {', '.join(outputs)} in {out / 'predictions.jsonl'}"
                    + (f"; PNG masks per image: {', '.join(masks)}" if masks else ""))
         c = pipe.counters()
+        if "safety_detector.passes" in c:
+            typer.echo(f"test-time passes: {int(c['safety_detector.passes'])} per image; "
+                       f"{int(c['safety_detector.found_by_extra_passes'])} people and heads only the extra passes found")
         if "hardhat_rule.padded" in c:
             typer.echo(f"mirror-padded borders on {int(c['hardhat_rule.padded'])} of {len(lines)} images: "
                        f"{int(c['hardhat_rule.reflected'])} decisions reflected into them")

@@ -80,6 +80,7 @@ class UltralyticsBackend:
             raise ConfigError(f"{model_path} has classes {names}; the rule needs `hardhat` and `person` or `head`",
                               "map your class names with `class_map:` in the detector's stage YAML")
         self.names = tuple(names)
+        self.n_extra = 0  # people and heads only the test-time passes found
         self.gate = None
         if cfg.gate is not None:
             from adaptive.gate import YoloGate, load_gate
@@ -103,7 +104,7 @@ class UltralyticsBackend:
         tta = self.cfg.tta
         if tta is None:
             return out
-        from pipeline.safety.tta import merge, mirrored
+        from pipeline.safety.tta import found_by_extra_passes, merge, mirrored
 
         passes = [out]
         if tta.flip:
@@ -111,7 +112,9 @@ class UltralyticsBackend:
             passes.append([mirrored(d, im.shape[1]) for d, im in zip(flipped, images)])
         for size in tta.sizes:
             passes.append(self._detections(self.model.predict(images, **{**kw, "imgsz": size})))
-        return [merge(list(views), tta.iou, tta.hats, tta.heads) for views in zip(*passes)]
+        merged = [merge(list(views), tta.iou, tta.hats, tta.heads) for views in zip(*passes)]
+        self.n_extra += sum(found_by_extra_passes(m, p, tta.iou) for m, p in zip(merged, out))
+        return merged
 
     def _detections(self, results) -> list[Detections]:
         out = []
@@ -156,7 +159,11 @@ class SafetyDetector(Stage):
 
     def counters(self) -> dict[str, float]:
         g = getattr(self.backend, "gate", None)
-        return {"inputs": g.n_inputs, "gated": g.n_gated} if g is not None and g.n_inputs else {}
+        out = {"inputs": g.n_inputs, "gated": g.n_gated} if g is not None and g.n_inputs else {}
+        tta = getattr(self.cfg, "tta", None)
+        if tta is not None:
+            out |= {"passes": 1 + tta.flip + len(tta.sizes), "found_by_extra_passes": getattr(self.backend, "n_extra", 0)}
+        return out
 
 
 class RuleStageConfig(StageConfig, RuleConfig):

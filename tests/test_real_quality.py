@@ -51,3 +51,4 @@ def test_photo_configs_tell_wearers_from_bare_heads(tmp_path):
     assert got["wearer"] >= 64 and got["non_wearer"] >= 60 and got["missed"] <= 0.21, got
     # what the photo rule's extras did, as `predict` says it
     assert f"mirror-padded borders on 50 of {len(images)} images" in r.stdout and "worn calls became no_hat" in r.stdout, r.stdout
+    assert "test-time passes: 3 per image" in r.stdout, r.stdout

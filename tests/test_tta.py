@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from pipeline.errors import ConfigError
-from pipeline.safety.tta import merge, mirrored
+from pipeline.safety.tta import found_by_extra_passes, merge, mirrored
 from stages import load_stage
 from tests.conftest import ROOT
 from tests.test_rule import HAT, HEAD, PERSON, dets, person, worn_hat
@@ -41,6 +41,7 @@ def test_heads_merge_as_a_union_and_a_hat_one_pass_alone_saw_is_scored_down():
     by_x = hats[np.argsort(hats.xyxy[:, 0])]
     assert by_x.confidence == pytest.approx([0.5, 0.15])  # seen twice: mean score; once: half its score
     assert by_x.xyxy[0, 0] == pytest.approx(100 - 1.25 * 19.5 + 0.4)  # score-weighted mean box
+    assert found_by_extra_passes(m, plain, 0.55) == 1  # the head at x 400: hats and the shared person do not count
     union = merge([plain, other], iou=0.55, hats="union")
     assert sorted(union[union.class_id == HAT].confidence) == [0.3, 0.6]
     boost = merge([plain, other], iou=0.55, hats="boost", heads="boost")

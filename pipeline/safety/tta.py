@@ -93,3 +93,16 @@ def merge(passes: list[Detections], iou: float, hats: str = "agree", heads: str 
             kept.confidence = kept.confidence * (0.5 + 0.5 * seen_by(d[part], kept, source[part], iou, len(passes)))
         out.append(kept)
     return concat(out)
+
+
+def found_by_extra_passes(merged: Detections, plain: Detections, iou: float) -> int:
+    """People and heads in the merged set that the plain pass had no box for (what the extra passes added)."""
+    hat = merged.names.index("hardhat") if "hardhat" in merged.names else -1
+    kept = merged[merged.class_id != hat]
+    if not len(kept):
+        return 0
+    if not len(plain):
+        return len(kept)
+    ov = torchvision.ops.box_iou(torch.as_tensor(kept.xyxy, dtype=torch.float64),
+                                 torch.as_tensor(plain.xyxy, dtype=torch.float64)).numpy()
+    return int((~((ov > iou) & (kept.class_id[:, None] == plain.class_id[None, :])).any(1)).sum())
