@@ -160,7 +160,7 @@ class SafetyDetector(Stage):
     def counters(self) -> dict[str, float]:
         g = getattr(self.backend, "gate", None)
         out = {"inputs": g.n_inputs, "gated": g.n_gated} if g is not None and g.n_inputs else {}
-        tta = getattr(self.cfg, "tta", None)
+        tta = self.cfg.tta
         if tta is not None:
             out |= {"passes": 1 + tta.flip + len(tta.sizes), "found_by_extra_passes": getattr(self.backend, "n_extra", 0)}
         return out

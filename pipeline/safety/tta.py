@@ -32,9 +32,10 @@ def concat(ds: list[Detections]) -> Detections:
     return Detections(*(np.concatenate([getattr(d, f) for d in ds]) for f in fields), names=ds[0].names)
 
 
-def _iou(d: Detections) -> np.ndarray:
-    b = torch.as_tensor(d.xyxy, dtype=torch.float64)
-    return torchvision.ops.box_iou(b, b).numpy()
+def overlapping(a: Detections, b: Detections, iou: float) -> np.ndarray:
+    """(len(a), len(b)): the pairs of one class whose boxes overlap more than `iou`."""
+    ov = torchvision.ops.box_iou(torch.as_tensor(a.xyxy, dtype=torch.float64), torch.as_tensor(b.xyxy, dtype=torch.float64))
+    return (ov.numpy() > iou) & (a.class_id[:, None] == b.class_id[None, :])
 
 
 def union(d: Detections, iou: float) -> Detections:
@@ -51,11 +52,11 @@ def agreement(d: Detections, iou: float, passes: int) -> Detections:
     the number of passes, so a box only some passes saw is scored down."""
     if not len(d):
         return d
-    ious, used, keep, boxes, scores = _iou(d), np.zeros(len(d), bool), [], [], []
+    same, used, keep, boxes, scores = overlapping(d, d, iou), np.zeros(len(d), bool), [], [], []
     for i in np.argsort(-d.confidence, kind="stable"):
         if used[i]:
             continue
-        members = ~used & (d.class_id == d.class_id[i]) & (ious[i] > iou)
+        members = ~used & same[i]
         used |= members
         w = d.confidence[members]
         keep.append(i)
@@ -68,12 +69,7 @@ def agreement(d: Detections, iou: float, passes: int) -> Detections:
 
 def seen_by(d: Detections, kept: Detections, source: np.ndarray, iou: float, passes: int) -> np.ndarray:
     """For each kept box, the share of passes with a box of its class overlapping it."""
-    if not len(kept):
-        return np.zeros(0)
-    ov = torchvision.ops.box_iou(torch.as_tensor(kept.xyxy, dtype=torch.float64),
-                                 torch.as_tensor(d.xyxy, dtype=torch.float64)).numpy()
-    hit = (ov > iou) & (kept.class_id[:, None] == d.class_id[None, :])
-    return np.array([len(set(source[h])) for h in hit]) / passes
+    return np.array([len(set(source[hit])) for hit in overlapping(kept, d, iou)]) / passes
 
 
 def merge(passes: list[Detections], iou: float, hats: str = "agree", heads: str = "boost") -> Detections:
@@ -98,11 +94,4 @@ def merge(passes: list[Detections], iou: float, hats: str = "agree", heads: str 
 def found_by_extra_passes(merged: Detections, plain: Detections, iou: float) -> int:
     """People and heads in the merged set that the plain pass had no box for (what the extra passes added)."""
     hat = merged.names.index("hardhat") if "hardhat" in merged.names else -1
-    kept = merged[merged.class_id != hat]
-    if not len(kept):
-        return 0
-    if not len(plain):
-        return len(kept)
-    ov = torchvision.ops.box_iou(torch.as_tensor(kept.xyxy, dtype=torch.float64),
-                                 torch.as_tensor(plain.xyxy, dtype=torch.float64)).numpy()
-    return int((~((ov > iou) & (kept.class_id[:, None] == plain.class_id[None, :])).any(1)).sum())
+    return int((~overlapping(merged[merged.class_id != hat], plain, iou).any(1)).sum())

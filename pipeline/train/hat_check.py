@@ -92,15 +92,12 @@ def main(params_path: str, section: str) -> None:
         sys.exit(f"the rule made {len(y)} worn calls on labelled heads in the {what}, {int((~y).sum())} of them on bare "
                  f"heads: too few to learn from (fix: train the detector first, `dvc repro polish_safety`)")
 
-    def make():
-        return classifier(p)
-
     folds = max(2, min(5, len(set(groups)), int((~y).sum()), int(y.sum())))
-    cv = cross_val_predict(make(), X, y, groups=groups, cv=GroupKFold(folds), method="predict_proba")[:, 1]
+    cv = cross_val_predict(classifier(p), X, y, groups=groups, cv=GroupKFold(folds), method="predict_proba")[:, 1]
     info = {"trained_on": what, "examples": int(len(y)), "cv_folds": folds, "bare": int((~y).sum()), "cv_auroc": round(float(roc_auc_score(y, cv)), 4),
             "cv_auroc_hat_score_alone": round(float(roc_auc_score(y, X[:, -1])), 4),
             "cv_vetoed_at": {str(t): [int(((cv < t) & ~y).sum()), int(((cv < t) & y).sum())] for t in (0.2, 0.3, 0.4)}}
-    model = make().fit(X, y)
+    model = classifier(p).fit(X, y)
     save(p["out"], model, fingerprint(det), info)
     print(f"hat check on the {what}: {info['examples']} worn calls ({info['bare']} on bare heads); grouped {folds}-fold AUROC "
           f"{info['cv_auroc']} (detector hat score alone {info['cv_auroc_hat_score_alone']}); vetoed [bare, hatted] "
