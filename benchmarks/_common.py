@@ -10,6 +10,17 @@ ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_FLOW = ROOT / "flows" / "configs" / "damage-survey.yaml"
 
 
+def stage_config_copy(src: Path, dest: Path, **changes) -> Path:
+    """A stage YAML with `changes` applied, written to `dest` with its file paths (model, gate, ...) made
+    absolute so it works from any folder."""
+    cfg = yaml.safe_load(src.read_text())
+    for k in ("model", "gate", "hat_check"):
+        if cfg.get(k):
+            cfg[k] = str((src.parent / cfg[k]).resolve())
+    dest.write_text(yaml.safe_dump(cfg | changes))
+    return dest
+
+
 def shipped_flow_config(dest: Path, source: dict) -> Path:
     """The shipped damage-survey config with `source:` replaced, written to `dest` with stage
     paths made absolute so it works from any folder."""

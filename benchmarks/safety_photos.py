@@ -28,6 +28,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._common import stage_config_copy  # noqa: E402
 from pipeline.safety.metrics import real_gt  # noqa: E402
 from pipeline.safety.metrics import evaluate, from_predictions  # noqa: E402
 
@@ -49,14 +50,9 @@ def main() -> None:
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         runs = []
-        det = yaml.safe_load(a.detector.read_text())
         plain = a.detector
-        if det.get("tta"):
-            plain = Path(tmp) / "detector_no_tta.yaml"
-            for k in ("model", "gate"):
-                if det.get(k):
-                    det[k] = str((a.detector.parent / det[k]).resolve())
-            plain.write_text(yaml.safe_dump({**det, "tta": None}))
+        if yaml.safe_load(a.detector.read_text()).get("tta"):
+            plain = stage_config_copy(a.detector, Path(tmp) / "detector_no_tta.yaml", tta=None)
         for rule in a.rules:
             cfg = {"mirrored_borders": False, "hat_check": None, **yaml.safe_load(rule.read_text())}
             if cfg["hat_check"]:

@@ -27,20 +27,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pipeline.safety.hat_check import HatCheck  # noqa: E402
-from pipeline.safety.metrics import STATUS_CLS, decision_score, evaluate, real_gt  # noqa: E402
+from benchmarks._common import stage_config_copy  # noqa: E402
+from pipeline.safety.metrics import evaluate, prediction, real_gt  # noqa: E402
 from pipeline.safety.pads import find_pads, reflect_into_pads  # noqa: E402
 from pipeline.safety.rule import decide  # noqa: E402
 from pipeline.train.hat_check import classifier, heads_by_image, rule_of, worn_examples  # noqa: E402
 
 CONFIGS = ROOT / "stages" / "configs"
-
-
-def without_tta(detector: Path, tmp: Path) -> Path:
-    cfg = yaml.safe_load(detector.read_text())
-    cfg |= {k: str((detector.parent / cfg[k]).resolve()) for k in ("model", "gate") if cfg.get(k)} | {"tta": None}
-    out = tmp / f"{detector.stem}_one_pass.yaml"
-    out.write_text(yaml.safe_dump(cfg))
-    return out
 
 
 def cross_validated(detector: Path, rule_cfg: Path, images: list[Path], gts: list[dict], folds: int, p: dict) -> dict:
@@ -73,8 +66,7 @@ def cross_validated(detector: Path, rule_cfg: Path, images: list[Path], gts: lis
                 decisions = checks[fold[i]].veto(decisions, im)
             if rule_yaml.get("mirrored_borders"):
                 decisions = reflect_into_pads(decisions, find_pads(im), im.shape)
-            preds += [{"image": names[i], "point": j["head"], "score": decision_score(j), "det": j["score"],
-                       "cls": STATUS_CLS[j["status"]]} for j in (d.to_json() for d in decisions)]
+            preds += [prediction(names[i], d.to_json()) for d in decisions]
         rows[label] = evaluate(preds, gts) | {"ms": 1000 * seconds / len(images), "bare_worn": int((~y).sum())}
     return rows
 
@@ -93,7 +85,7 @@ def main() -> None:
     p = yaml.safe_load((ROOT / "params.yaml").read_text())["train_hat_check"]
     with tempfile.TemporaryDirectory() as tmp:
         shipped = CONFIGS / "safety_photos.yaml"
-        detectors = a.detectors or [without_tta(shipped, Path(tmp)), shipped]
+        detectors = a.detectors or [stage_config_copy(shipped, Path(tmp) / "safety_photos_one_pass.yaml", tta=None), shipped]
         results = {d.name: cross_validated(d, a.rule, images, gts, a.folds, p) for d in detectors}
     base = results[detectors[0].name]["hat check"]
     lines = [f"Hard Hat Workers train, {len(images)} photos, grouped {a.folds}-fold cross-validation of the hat check, "

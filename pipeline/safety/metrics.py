@@ -25,6 +25,11 @@ def decision_score(d: dict) -> float:
     return d["score"] * hat
 
 
+def prediction(image: str, d: dict) -> dict:
+    """One decision (`Decision.to_json()`) on the named image, as `evaluate` takes it."""
+    return {"image": image, "point": d["head"], "score": decision_score(d), "det": d["score"], "cls": STATUS_CLS[d["status"]]}
+
+
 def from_predictions(path: Path) -> list[dict]:
     """The hard-hat decisions `inspectflow predict` wrote to predictions.jsonl, as `evaluate` takes them
     (images keyed by file name)."""
@@ -32,8 +37,7 @@ def from_predictions(path: Path) -> list[dict]:
     for line in Path(path).read_text().splitlines():
         x = json.loads(line)
         name = x["image"].replace("\\", "/").rsplit("/", 1)[-1]
-        preds += [{"image": name, "point": d["head"], "score": decision_score(d), "det": d["score"],
-                   "cls": STATUS_CLS[d["status"]]} for d in x.get("decisions", [])]
+        preds += [prediction(name, d) for d in x.get("decisions", [])]
     return preds
 
 
