@@ -37,6 +37,8 @@ def run(flow_name: str = typer.Argument(..., metavar="FLOW", help=f"one of: {', 
                                              "(default: the flow config's `device:`, else each stage's)")):
     """Run a flow. damage-survey writes events.jsonl, annotated.mp4, summary.json and report.html;
     site-safety writes events.jsonl, alerts.jsonl, snapshots/, annotated.mp4 and summary.json."""
+    from pipeline.sources import check_some_read
+
     try:
         if flow_name not in FLOWS:
             raise InspectflowError(f"unknown flow {flow_name!r}", f"use one of: {', '.join(FLOWS)}")
@@ -49,6 +51,7 @@ def run(flow_name: str = typer.Argument(..., metavar="FLOW", help=f"one of: {', 
 
             prepare_safety(source, str(out), str(config) if config else None, device)
             s = site_safety(source=source, out=str(out), config=str(config) if config else None, device=device)
+            check_some_read(source, s["frames_processed"], s["skipped"])
             typer.echo(f"{s['frames_processed']} frames at {s['fps']:.1f} frames/s; {s['workers_seen']} workers, "
                        f"{len(s['violations'])} violations; alerts: {out / 'alerts.jsonl'}; report: {out / 'report.html'}")
             if s["alerts"]["pending"]:
@@ -59,6 +62,7 @@ def run(flow_name: str = typer.Argument(..., metavar="FLOW", help=f"one of: {', 
 
         prepare(source, str(out), str(config) if config else None, resume, device)  # bad input fails here, before Prefect starts
         s = damage_survey(source=source, out=str(out), config=str(config) if config else None, resume=resume, device=device)
+        check_some_read(source, s["frames_processed"], s["skipped"])  # after the flow: its empty summary stays
     except InspectflowError as e:
         _fail(e)
     ru = s["rollup"]
@@ -90,7 +94,7 @@ def predict(stage_configs: list[Path] = typer.Argument(..., metavar="STAGE_CONFI
     from pipeline.predictions import MASKS, check_outputs, record
     from pipeline.runner import Pipeline
     from pipeline.sinks import atomic_write
-    from pipeline.sources import open_source
+    from pipeline.sources import check_some_read, open_source
 
     try:
         pipe = Pipeline.from_specs(list(stage_configs), device=device)
@@ -117,6 +121,7 @@ def predict(stage_configs: list[Path] = typer.Argument(..., metavar="STAGE_CONFI
             if len(masks) == 1:
                 line["mask"] = f"{Path(frame.source).stem}.png"
             lines.append(json.dumps(line))
+        check_some_read(source, len(lines), src.skipped)
         atomic_write(out / "predictions.jsonl", "\n".join(lines) + "\n")
         if src.skipped:
             typer.echo(f"skipped {len(src.skipped)} unreadable images: " + "; ".join(src.skipped), err=True)

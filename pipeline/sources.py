@@ -190,6 +190,13 @@ class StreamSource:
         return None
 
 
+def check_some_read(name: str, n_read: int, skipped: list[str]) -> None:
+    """A run over inputs none of which could be read is a bad source, not an empty result."""
+    if n_read == 0 and skipped:
+        raise SourceError(f"none of the {len(skipped)} inputs of {name} could be read (first: {skipped[0]})",
+                          "check that the files are images or video that OpenCV reads, not renamed or truncated ones")
+
+
 def open_source(spec: str | Path, opts: SourceOptions | None = None):
     """Pick the source type from what `spec` is."""
     opts = opts or SourceOptions()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Literal, Protocol
+from typing import Annotated, ClassVar, Literal, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -25,7 +25,8 @@ class TTAConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     flip: bool = Field(True, description="also run on the left-right mirrored image")
-    sizes: list[int] = Field(default_factory=list, description="also run at these input sizes (px)")
+    sizes: list[Annotated[int, Field(ge=64, le=2048)]] = Field(default_factory=list,
+                                                             description="also run at these input sizes (px)")
     iou: float = Field(0.55, gt=0, lt=1, description="boxes of one class overlapping more than this are one object")
     heads: Merge = Field("boost", description="how person and head boxes merge (see hats)")
     hats: Merge = Field("agree", description="agree: the passes' boxes averaged, scored by their mean over all passes; "

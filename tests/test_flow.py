@@ -165,15 +165,19 @@ def test_bad_inputs_exit_nonzero_with_one_clear_error(tiny, clip, tmp_path):
     no_weights.write_text("stages: [{type: damage_segmentation, model: nope.pt}]\n")
     frames = tmp_path / "frames"
     frames.mkdir()
+    unreadable = tmp_path / "unreadable"
+    unreadable.mkdir()
+    (unreadable / "a.jpg").write_bytes(b"not a jpeg")
     cases = [
         (["--source", frames, "--config", tiny["flow"]], "no images"),
+        (["--source", unreadable, "--config", tiny["flow"]], "none of the 1 inputs"),
         (["--source", clip, "--config", no_weights], "nope.pt"),
         (["--source", tmp_path / "missing.mp4"], "does not exist"),
         (["--source", tmp_path / "empty.mp4"], "empty"),
         (["--source", tmp_path / "empty.mp4", "--config", broken], "not valid YAML"),
     ]
-    for args, msg in cases:
-        r = run_cli("run", "damage-survey", "--out", tmp_path / "o", *(args if "--config" in args else [*args, "--config", tiny["flow"]]))
+    for i, (args, msg) in enumerate(cases):
+        r = run_cli("run", "damage-survey", "--out", tmp_path / f"o{i}", *(args if "--config" in args else [*args, "--config", tiny["flow"]]))
         assert r.returncode == 2 and msg in r.stderr and "fix:" in r.stderr, r.stderr[-2000:]
         assert "Traceback" not in r.stderr
 
@@ -197,6 +201,12 @@ def test_predict_writes_masks_named_after_images(tiny, tmp_path):
     assert "broken.jpg" in r.stderr
     lines = (tmp_path / "pred" / "predictions.jsonl").read_text().splitlines()
     assert len(lines) == 3
+    only_broken = tmp_path / "only_broken"
+    only_broken.mkdir()
+    (only_broken / "broken.jpg").write_bytes(b"nope")
+    r = run_cli("predict", stage, "--source", only_broken, "--out", tmp_path / "pred_none")
+    assert r.returncode == 2 and "none of the 1 inputs" in r.stderr and "broken.jpg" in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path / "pred_none" / "predictions.jsonl").exists()
 
 
 @pytest.mark.skipif(not (ROOT.parent / "shared" / "data" / "real" / "footage" / "facade_thermal_flight").exists(),

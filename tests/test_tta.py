@@ -77,6 +77,8 @@ def test_tta_is_for_photos_and_must_ask_for_a_pass():
         load_stage(_photo_detector(tta={"flip": False}))
     with pytest.raises(ConfigError, match="scales"):
         load_stage(_photo_detector(tta={"scales": [640]}))
+    with pytest.raises(ConfigError, match="tta.sizes.0"):
+        load_stage(_photo_detector(tta={"sizes": [-5]}))
 
 
 def test_a_hat_check_refuses_a_detector_with_other_passes():
