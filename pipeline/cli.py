@@ -85,13 +85,17 @@ def predict(stage_configs: list[Path] = typer.Argument(..., metavar="STAGE_CONFI
             source: str = typer.Option(..., help="image folder or glob"),
             out: Path = typer.Option(..., help="output folder"),
             device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:N or mps: every model runs there "
-                                                 "(default: each stage's `device:`)")):
+                                                 "(default: each stage's `device:`)"),
+            annotate: bool = typer.Option(False, help="also draw each image's results, for review by eye: "
+                                          "OUT/annotated/<image stem>.jpg")):
     """Run stages on unrelated images. Masks: OUT/<image stem>.png, pixel value = class id; boxes, head points,
     hard-hat decisions and components: OUT/predictions.jsonl, one line per image."""
     import cv2
     from tqdm import tqdm
 
+    from pipeline.annotate import annotate as annotate_frame
     from pipeline.predictions import MASKS, check_outputs, record
+    from pipeline.safety.draw import annotate_safety
     from pipeline.runner import Pipeline
     from pipeline.sinks import atomic_write
     from pipeline.sources import check_some_read, open_source
@@ -109,6 +113,7 @@ def predict(stage_configs: list[Path] = typer.Argument(..., metavar="STAGE_CONFI
             raise InspectflowError("predict works on image folders or globs, not streams", "pass --source IMAGE_DIR")
         out.mkdir(parents=True, exist_ok=True)
         masks = [o for o in outputs if o in MASKS]
+        draw = (annotate_safety if {"detections", "decisions"} & set(outputs) else annotate_frame) if annotate else None
         lines = []
         for frame in tqdm(src, total=len(src.indices()), desc="predict", unit="img"):
             (r,) = pipe([frame])
@@ -117,6 +122,10 @@ def predict(stage_configs: list[Path] = typer.Argument(..., metavar="STAGE_CONFI
                 (out / name).parent.mkdir(exist_ok=True)
                 ok, buf = cv2.imencode(".png", getattr(r, o))
                 atomic_write(out / name, buf.tobytes())
+            if draw is not None:
+                ok, buf = cv2.imencode(".jpg", draw(r))
+                (out / "annotated").mkdir(exist_ok=True)
+                atomic_write(out / "annotated" / f"{Path(frame.source).stem}.jpg", buf.tobytes())
             line = record(r, outputs, classes)
             if len(masks) == 1:
                 line["mask"] = f"{Path(frame.source).stem}.png"
@@ -126,7 +135,8 @@ def predict(stage_configs: list[Path] = typer.Argument(..., metavar="STAGE_CONFI
         if src.skipped:
             typer.echo(f"skipped {len(src.skipped)} unreadable images: " + "; ".join(src.skipped), err=True)
         typer.echo(f"{len(lines)} images predicted; {', '.join(outputs)} in {out / 'predictions.jsonl'}"
-                   + (f"; PNG masks per image: {', '.join(masks)}" if masks else ""))
+                   + (f"; PNG masks per image: {', '.join(masks)}" if masks else "")
+                   + (f"; drawn in {out / 'annotated'}" if annotate else ""))
         c = pipe.counters()
         if "safety_detector.passes" in c:
             typer.echo(f"test-time passes: {int(c['safety_detector.passes'])} per image; "

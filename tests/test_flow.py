@@ -193,11 +193,12 @@ def test_predict_writes_masks_named_after_images(tiny, tmp_path):
     (imgs / "broken.jpg").write_bytes(b"nope")
     stage = tmp_path / "dmg.yaml"
     stage.write_text(f"type: damage_segmentation\nmodel: {tiny['weights'] / 'damage_synth.pt'}\n")
-    r = run_cli("predict", stage, "--source", imgs, "--out", tmp_path / "pred")
+    r = run_cli("predict", stage, "--source", imgs, "--out", tmp_path / "pred", "--annotate")
     assert r.returncode == 0, r.stderr[-2000:]
     for p in [*src, imgs / "alpha.png"]:
         m = cv2.imread(str(tmp_path / "pred" / f"{p.stem}.png"), cv2.IMREAD_UNCHANGED)
         assert m.shape == cv2.imread(str(p)).shape[:2] and m.max() <= 3
+        assert cv2.imread(str(tmp_path / "pred" / "annotated" / f"{p.stem}.jpg")).shape == (*m.shape, 3)
     assert "broken.jpg" in r.stderr
     lines = (tmp_path / "pred" / "predictions.jsonl").read_text().splitlines()
     assert len(lines) == 3

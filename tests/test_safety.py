@@ -209,7 +209,7 @@ def test_predict_writes_boxes_head_points_and_decisions(tiny_safety, tmp_path):
     cfg |= {k: str((shipped.parent / cfg[k]).resolve()) for k in ("model", "gate")} | {"tta": None}
     det = tmp_path / "safety_photos_one_pass.yaml"
     det.write_text(yaml.safe_dump(cfg))
-    r = run_cli("predict", det, rule, "--source", imgs, "--out", tmp_path / "pred")
+    r = run_cli("predict", det, rule, "--source", imgs, "--out", tmp_path / "pred", "--annotate")
     assert r.returncode == 0, r.stderr[-2000:]
     lines = [json.loads(x) for x in (tmp_path / "pred" / "predictions.jsonl").read_text().splitlines()]
     assert [x["image"].rsplit("/", 1)[-1] for x in lines] == [p.name for p in src]
@@ -226,6 +226,13 @@ def test_predict_writes_boxes_head_points_and_decisions(tiny_safety, tmp_path):
             assert -1 <= d["box"][0] < d["box"][2] <= w + 1 and -1 <= d["box"][1] < d["box"][3] <= h + 1
             assert ("head" in d) == (d["class"] in ("person", "head"))
         assert all(x["status"] in ("worn", "no_hat", "unknown") for x in line["decisions"])
+        # --annotate: the photo drawn over, a filled dot on each decided head point
+        drawn, photo = cv2.imread(str(tmp_path / "pred" / "annotated" / f"{p.stem}.jpg")), cv2.imread(str(p))
+        assert drawn.shape == photo.shape
+        for x in (x for x in line["decisions"] if x["status"] != "unknown"):  # unknown's grey may match the ground
+            px, py = (int(round(v)) for v in x["head"])
+            patch = (slice(max(py - 1, 0), py + 2), slice(max(px - 1, 0), px + 2))
+            assert np.abs(drawn[patch].astype(int) - photo[patch]).mean() > 20, (p.name, x)
         n_boxes += len(direct)
         n_decisions += len(line["decisions"])
     assert n_boxes > 0 and n_decisions > 0, "nothing found on synthetic sites: the checks above saw no boxes"

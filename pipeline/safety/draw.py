@@ -35,7 +35,9 @@ def annotate_safety(r: FrameResult, zones=None, violating: set[int] = frozenset(
         cv2.rectangle(out, (x0, y0), (x1, y1), c, 1)
         px, py = s(h.point)
         cv2.circle(out, (int(px), int(py)), 3, c, -1)
-        label = f"#{h.track_id} {status}" + (" VIOLATION" if h.track_id in violating else "")
+        # unrelated photos have no tracks: their heads carry no id
+        ident = f"#{h.track_id} " if h.track_id >= 0 else ""
+        label = f"{ident}{status}" + (" VIOLATION" if h.track_id in violating else "")
         cv2.putText(out, label, (int(x0), max(12, int(y0) - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, c, 1, cv2.LINE_AA)
     cv2.putText(out, f"frame {r.frame.index}", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2, cv2.LINE_AA)
     return out
