@@ -17,7 +17,7 @@ _COMPONENT_LUT = np.zeros((256, 1, 3), np.uint8)
 _COMPONENT_LUT[: len(COMPONENT_COLORS), 0] = COMPONENT_COLORS
 
 
-def annotate(r: FrameResult, scale: float = 1.0) -> np.ndarray:
+def annotate(r: FrameResult, scale: float = 1.0, label: str | None = None) -> np.ndarray:
     img = r.frame.image
     if scale != 1.0:
         img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
@@ -40,7 +40,8 @@ def annotate(r: FrameResult, scale: float = 1.0) -> np.ndarray:
         x, y = box.min(0)
         cv2.putText(out, f"{c.class_name}:{c.state_name}", (int(x) + 3, int(y) + 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
                     STATE_COLORS[c.state], 1, cv2.LINE_AA)
-    cv2.putText(out, f"frame {r.frame.index}", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2, cv2.LINE_AA)
+    cv2.putText(out, label or f"frame {r.frame.index}", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2,
+                cv2.LINE_AA)
     return screen_banner(out, r)
 
 

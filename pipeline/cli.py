@@ -90,6 +90,8 @@ def predict(stage_configs: list[Path] = typer.Argument(..., metavar="STAGE_CONFI
                                           "OUT/annotated/<image stem>.jpg")):
     """Run stages on unrelated images. Masks: OUT/<image stem>.png, pixel value = class id; boxes, head points,
     hard-hat decisions and components: OUT/predictions.jsonl, one line per image."""
+    from collections import Counter
+
     import cv2
     from tqdm import tqdm
 
@@ -114,7 +116,7 @@ def predict(stage_configs: list[Path] = typer.Argument(..., metavar="STAGE_CONFI
         out.mkdir(parents=True, exist_ok=True)
         masks = [o for o in outputs if o in MASKS]
         draw = (annotate_safety if {"detections", "decisions"} & set(outputs) else annotate_frame) if annotate else None
-        lines = []
+        lines, statuses, no_hat_images = [], Counter(), 0
         for frame in tqdm(src, total=len(src.indices()), desc="predict", unit="img"):
             (r,) = pipe([frame])
             for o in masks:
@@ -123,13 +125,16 @@ def predict(stage_configs: list[Path] = typer.Argument(..., metavar="STAGE_CONFI
                 ok, buf = cv2.imencode(".png", getattr(r, o))
                 atomic_write(out / name, buf.tobytes())
             if draw is not None:
-                ok, buf = cv2.imencode(".jpg", draw(r))
+                ok, buf = cv2.imencode(".jpg", draw(r, label=Path(frame.source).name))
                 (out / "annotated").mkdir(exist_ok=True)
                 atomic_write(out / "annotated" / f"{Path(frame.source).stem}.jpg", buf.tobytes())
             line = record(r, outputs, classes)
             if len(masks) == 1:
                 line["mask"] = f"{Path(frame.source).stem}.png"
             lines.append(json.dumps(line))
+            for d in line.get("decisions", []):
+                statuses[d["status"]] += 1
+            no_hat_images += any(d["status"] == "no_hat" for d in line.get("decisions", []))
         check_some_read(source, len(lines), src.skipped)
         atomic_write(out / "predictions.jsonl", "\n".join(lines) + "\n")
         if src.skipped:
@@ -137,6 +142,9 @@ def predict(stage_configs: list[Path] = typer.Argument(..., metavar="STAGE_CONFI
         typer.echo(f"{len(lines)} images predicted; {', '.join(outputs)} in {out / 'predictions.jsonl'}"
                    + (f"; PNG masks per image: {', '.join(masks)}" if masks else "")
                    + (f"; drawn in {out / 'annotated'}" if annotate else ""))
+        if "decisions" in outputs:
+            typer.echo(f"hard-hat decisions: {statuses['worn']} worn, {statuses['no_hat']} no_hat, "
+                       f"{statuses['unknown']} unknown; no_hat on {no_hat_images} of {len(lines)} images")
         c = pipe.counters()
         if "safety_detector.passes" in c:
             typer.echo(f"test-time passes: {int(c['safety_detector.passes'])} per image; "

@@ -236,6 +236,9 @@ def test_predict_writes_boxes_head_points_and_decisions(tiny_safety, tmp_path):
         n_boxes += len(direct)
         n_decisions += len(line["decisions"])
     assert n_boxes > 0 and n_decisions > 0, "nothing found on synthetic sites: the checks above saw no boxes"
+    worn, no_hat, unknown = (sum(x["status"] == s for line in lines for x in line["decisions"])
+                             for s in ("worn", "no_hat", "unknown"))
+    assert f"hard-hat decisions: {worn} worn, {no_hat} no_hat, {unknown} unknown" in r.stdout, r.stdout
     r = run_cli("predict", rule, "--source", imgs, "--out", tmp_path / "p2")
     assert r.returncode == 2 and "needs ['detections']" in r.stderr and "fix:" in r.stderr
 

@@ -10,7 +10,8 @@ from pipeline.core import FrameResult
 COLORS = {"worn": (0, 200, 0), "no_hat": (0, 0, 255), "unknown": (160, 160, 160), "ignored": (200, 200, 200)}
 
 
-def annotate_safety(r: FrameResult, zones=None, violating: set[int] = frozenset(), scale: float = 1.0) -> np.ndarray:
+def annotate_safety(r: FrameResult, zones=None, violating: set[int] = frozenset(), scale: float = 1.0,
+                    label: str | None = None) -> np.ndarray:
     img = r.frame.image
     out = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale != 1 else img.copy()
     s = lambda pts: (np.asarray(pts, float) * scale).astype(np.int32)  # noqa: E731
@@ -37,7 +38,8 @@ def annotate_safety(r: FrameResult, zones=None, violating: set[int] = frozenset(
         cv2.circle(out, (int(px), int(py)), 3, c, -1)
         # unrelated photos have no tracks: their heads carry no id
         ident = f"#{h.track_id} " if h.track_id >= 0 else ""
-        label = f"{ident}{status}" + (" VIOLATION" if h.track_id in violating else "")
-        cv2.putText(out, label, (int(x0), max(12, int(y0) - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, c, 1, cv2.LINE_AA)
-    cv2.putText(out, f"frame {r.frame.index}", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2, cv2.LINE_AA)
+        text = f"{ident}{status}" + (" VIOLATION" if h.track_id in violating else "")
+        cv2.putText(out, text, (int(x0), max(12, int(y0) - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, c, 1, cv2.LINE_AA)
+    cv2.putText(out, label or f"frame {r.frame.index}", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2,
+                cv2.LINE_AA)
     return out
