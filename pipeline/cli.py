@@ -96,7 +96,7 @@ def predict(stage_configs: list[Path] = typer.Argument(..., metavar="STAGE_CONFI
     from tqdm import tqdm
 
     from pipeline.annotate import annotate as annotate_frame
-    from pipeline.predictions import MASKS, check_outputs, record
+    from pipeline.predictions import MASKS, check_outputs, record, review_page
     from pipeline.safety.draw import annotate_safety
     from pipeline.runner import Pipeline
     from pipeline.sinks import atomic_write
@@ -116,7 +116,7 @@ def predict(stage_configs: list[Path] = typer.Argument(..., metavar="STAGE_CONFI
         out.mkdir(parents=True, exist_ok=True)
         masks = [o for o in outputs if o in MASKS]
         draw = (annotate_safety if {"detections", "decisions"} & set(outputs) else annotate_frame) if annotate else None
-        lines, statuses, no_hat_images = [], Counter(), 0
+        records, statuses, no_hat_images = [], Counter(), 0
         for frame in tqdm(src, total=len(src.indices()), desc="predict", unit="img"):
             (r,) = pipe([frame])
             for o in masks:
@@ -131,26 +131,28 @@ def predict(stage_configs: list[Path] = typer.Argument(..., metavar="STAGE_CONFI
             line = record(r, outputs, classes)
             if len(masks) == 1:
                 line["mask"] = f"{Path(frame.source).stem}.png"
-            lines.append(json.dumps(line))
+            records.append(line)
             for d in line.get("decisions", []):
                 statuses[d["status"]] += 1
             no_hat_images += any(d["status"] == "no_hat" for d in line.get("decisions", []))
-        check_some_read(source, len(lines), src.skipped)
-        atomic_write(out / "predictions.jsonl", "\n".join(lines) + "\n")
+        check_some_read(source, len(records), src.skipped)
+        atomic_write(out / "predictions.jsonl", "".join(json.dumps(x) + "\n" for x in records))
+        if annotate:
+            atomic_write(out / "annotated" / "index.html", review_page(records))
         if src.skipped:
             typer.echo(f"skipped {len(src.skipped)} unreadable images: " + "; ".join(src.skipped), err=True)
-        typer.echo(f"{len(lines)} images predicted; {', '.join(outputs)} in {out / 'predictions.jsonl'}"
+        typer.echo(f"{len(records)} images predicted; {', '.join(outputs)} in {out / 'predictions.jsonl'}"
                    + (f"; PNG masks per image: {', '.join(masks)}" if masks else "")
-                   + (f"; drawn in {out / 'annotated'}" if annotate else ""))
+                   + (f"; drawn in {out / 'annotated'} (open index.html)" if annotate else ""))
         if "decisions" in outputs:
             typer.echo(f"hard-hat decisions: {statuses['worn']} worn, {statuses['no_hat']} no_hat, "
-                       f"{statuses['unknown']} unknown; no_hat on {no_hat_images} of {len(lines)} images")
+                       f"{statuses['unknown']} unknown; no_hat on {no_hat_images} of {len(records)} images")
         c = pipe.counters()
         if "safety_detector.passes" in c:
             typer.echo(f"test-time passes: {int(c['safety_detector.passes'])} per image; "
                        f"{int(c['safety_detector.found_by_extra_passes'])} people and heads only the extra passes found")
         if "hardhat_rule.padded" in c:
-            typer.echo(f"mirror-padded borders on {int(c['hardhat_rule.padded'])} of {len(lines)} images: "
+            typer.echo(f"mirror-padded borders on {int(c['hardhat_rule.padded'])} of {len(records)} images: "
                        f"{int(c['hardhat_rule.reflected'])} decisions reflected into them")
         if "hardhat_rule.vetoed" in c:
             typer.echo(f"hat check: {int(c['hardhat_rule.vetoed'])} worn calls became no_hat")

@@ -7,6 +7,9 @@ output when the chain makes more than one mask). Boxes, points, decisions and co
 
 from __future__ import annotations
 
+import html
+from pathlib import Path
+
 import numpy as np
 
 from pipeline.core import FrameResult
@@ -63,3 +66,30 @@ def record(r: FrameResult, outputs: list[str], classes: dict[str, list[str]]) ->
         v = getattr(r, name)
         line[name] = {"pixels": mask_counts(v, classes[name])} if name in MASKS else WRITERS[name](v)
     return line
+
+
+def review_page(records: list[dict]) -> str:
+    """`predict --annotate`'s index.html beside the drawn images: images with a no_hat call first, the
+    surest call first, so a reviewer starts where a violation is likeliest."""
+    def surest_no_hat(rec):
+        return max((d["score"] for d in rec.get("decisions", []) if d["status"] == "no_hat"), default=-1.0)
+
+    cards = []
+    for rec in sorted(records, key=surest_no_hat, reverse=True):
+        name = Path(rec["image"]).name
+        facts = []
+        if "decisions" in rec:
+            counts = {}
+            for d in rec["decisions"]:
+                counts[d["status"]] = counts.get(d["status"], 0) + 1
+            facts.append(", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no heads")
+        for o in MASKS:
+            if o in rec:
+                px = rec[o]["pixels"]
+                facts.append(f"{o}: " + (", ".join(f"{k} {v}" for k, v in px.items() if k != "background") or "nothing"))
+        cards.append(f'<figure><img src="{html.escape(Path(name).stem)}.jpg" loading="lazy"><figcaption>'
+                     f'<b>{html.escape(name)}</b><br>{html.escape("; ".join(facts))}</figcaption></figure>')
+    return ("<!doctype html><meta charset=utf-8><title>inspectflow predict</title><style>body{font-family:sans-serif}"
+            "figure{display:inline-block;margin:6px;vertical-align:top}img{max-width:420px;display:block}</style>"
+            f"<h1>{len(records)} images</h1><p>Images with a no_hat call come first, the surest call first.</p>"
+            + "".join(cards))

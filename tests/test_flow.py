@@ -199,6 +199,7 @@ def test_predict_writes_masks_named_after_images(tiny, tmp_path):
         m = cv2.imread(str(tmp_path / "pred" / f"{p.stem}.png"), cv2.IMREAD_UNCHANGED)
         assert m.shape == cv2.imread(str(p)).shape[:2] and m.max() <= 3
         assert cv2.imread(str(tmp_path / "pred" / "annotated" / f"{p.stem}.jpg")).shape == (*m.shape, 3)
+        assert f"<b>{p.name}</b>" in (tmp_path / "pred" / "annotated" / "index.html").read_text()
     assert "broken.jpg" in r.stderr
     lines = (tmp_path / "pred" / "predictions.jsonl").read_text().splitlines()
     assert len(lines) == 3

@@ -239,6 +239,12 @@ def test_predict_writes_boxes_head_points_and_decisions(tiny_safety, tmp_path):
     worn, no_hat, unknown = (sum(x["status"] == s for line in lines for x in line["decisions"])
                              for s in ("worn", "no_hat", "unknown"))
     assert f"hard-hat decisions: {worn} worn, {no_hat} no_hat, {unknown} unknown" in r.stdout, r.stdout
+    # the review page lists every drawn photo, the one with the surest no_hat call first
+    page = (tmp_path / "pred" / "annotated" / "index.html").read_text()
+    assert all(f"<b>{p.name}</b>" in page for p in src)
+    scores = {x["image"].rsplit("/", 1)[-1]: max((d["score"] for d in x["decisions"] if d["status"] == "no_hat"), default=-1)
+              for x in lines}
+    assert page.index(f"<b>{max(scores, key=scores.get)}</b>") == page.index("<b>")
     r = run_cli("predict", rule, "--source", imgs, "--out", tmp_path / "p2")
     assert r.returncode == 2 and "needs ['detections']" in r.stderr and "fix:" in r.stderr
 
