@@ -90,13 +90,11 @@ def predict(stage_configs: list[Path] = typer.Argument(..., metavar="STAGE_CONFI
                                           "OUT/annotated/<image stem>.jpg")):
     """Run stages on unrelated images. Masks: OUT/<image stem>.png, pixel value = class id; boxes, head points,
     hard-hat decisions and components: OUT/predictions.jsonl, one line per image."""
-    from collections import Counter
-
     import cv2
     from tqdm import tqdm
 
     from pipeline.annotate import annotate as annotate_frame
-    from pipeline.predictions import MASKS, check_outputs, record, review_page
+    from pipeline.predictions import MASKS, check_outputs, decision_counts, record, review_page
     from pipeline.safety.draw import annotate_safety
     from pipeline.runner import Pipeline
     from pipeline.sinks import atomic_write
@@ -116,7 +114,7 @@ def predict(stage_configs: list[Path] = typer.Argument(..., metavar="STAGE_CONFI
         out.mkdir(parents=True, exist_ok=True)
         masks = [o for o in outputs if o in MASKS]
         draw = (annotate_safety if {"detections", "decisions"} & set(outputs) else annotate_frame) if annotate else None
-        records, statuses, no_hat_images = [], Counter(), 0
+        records = []
         for frame in tqdm(src, total=len(src.indices()), desc="predict", unit="img"):
             (r,) = pipe([frame])
             for o in masks:
@@ -132,9 +130,6 @@ def predict(stage_configs: list[Path] = typer.Argument(..., metavar="STAGE_CONFI
             if len(masks) == 1:
                 line["mask"] = f"{Path(frame.source).stem}.png"
             records.append(line)
-            for d in line.get("decisions", []):
-                statuses[d["status"]] += 1
-            no_hat_images += any(d["status"] == "no_hat" for d in line.get("decisions", []))
         check_some_read(source, len(records), src.skipped)
         atomic_write(out / "predictions.jsonl", "".join(json.dumps(x) + "\n" for x in records))
         if annotate:
@@ -145,6 +140,8 @@ def predict(stage_configs: list[Path] = typer.Argument(..., metavar="STAGE_CONFI
                    + (f"; PNG masks per image: {', '.join(masks)}" if masks else "")
                    + (f"; drawn in {out / 'annotated'} (open index.html)" if annotate else ""))
         if "decisions" in outputs:
+            statuses = decision_counts(records)
+            no_hat_images = sum(decision_counts([x])["no_hat"] > 0 for x in records)
             typer.echo(f"hard-hat decisions: {statuses['worn']} worn, {statuses['no_hat']} no_hat, "
                        f"{statuses['unknown']} unknown; no_hat on {no_hat_images} of {len(records)} images")
         c = pipe.counters()

@@ -8,6 +8,7 @@ output when the chain makes more than one mask). Boxes, points, decisions and co
 from __future__ import annotations
 
 import html
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,11 @@ def record(r: FrameResult, outputs: list[str], classes: dict[str, list[str]]) ->
     return line
 
 
+def decision_counts(records: list[dict]) -> Counter:
+    """Hard-hat decisions per status over these JSON lines."""
+    return Counter(d["status"] for rec in records for d in rec.get("decisions", []))
+
+
 def review_page(records: list[dict]) -> str:
     """`predict --annotate`'s index.html beside the drawn images: images with a no_hat call first, the
     surest call first, so a reviewer starts where a violation is likeliest."""
@@ -79,10 +85,8 @@ def review_page(records: list[dict]) -> str:
         name = Path(rec["image"]).name
         facts = []
         if "decisions" in rec:
-            counts = {}
-            for d in rec["decisions"]:
-                counts[d["status"]] = counts.get(d["status"], 0) + 1
-            facts.append(", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no heads")
+            counts = sorted(decision_counts([rec]).items())
+            facts.append(", ".join(f"{n} {k}" for k, n in counts) or "no heads")
         for o in MASKS:
             if o in rec:
                 px = rec[o]["pixels"]
