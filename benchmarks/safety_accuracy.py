@@ -27,8 +27,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.safety.core import Detections  # noqa: E402
-from pipeline.safety.metrics import STATUS_CLS, decision_score, evaluate, real_gt, synth_gt  # noqa: E402
+from pipeline.safety.core import Detections, call_score  # noqa: E402
+from pipeline.safety.metrics import STATUS_CLS, evaluate, real_gt, synth_gt  # noqa: E402
 from pipeline.safety.rule import RuleConfig, decide  # noqa: E402
 from stages import STAGES, parse_stage  # noqa: E402
 
@@ -53,7 +53,7 @@ def predictions(dets: dict[str, Detections], rule: RuleConfig) -> tuple[list[dic
     for name, d in dets.items():
         decisions[name] = decide(d, rule)
         for x in decisions[name]:
-            preds.append({"image": name, "point": x.head.point, "score": decision_score(x.to_json()), "det": x.head.score,
+            preds.append({"image": name, "point": x.head.point, "score": call_score(x.to_json()), "det": x.head.score,
                           "cls": STATUS_CLS[x.status]})
     return preds, decisions
 

@@ -8,8 +8,8 @@ benchmarks/safety_accuracy.py opens every threshold so AP sees the whole score r
 thresholds are the shipped ones, so AP, precision and recall are those of the written predictions.
 The first rule is the baseline of the ratio column. A rule with `mirrored_borders: true` is also run with
 it off, and one with a `hat_check:` without it, in the rows before it, and a detector with `tta:` also runs
-without it (with the check off: a check is trained beside one detector's passes), so each one's gain is
-measured in the same run. Writes benchmarks/results/safety_photos.{json,md}.
+without it (with the check off: a check is trained beside one detector's passes); those rows, and one more,
+write every no_hat call (`no_hat_min_score: 0`), so each extra's gain is measured in the same run. Writes benchmarks/results/safety_photos.{json,md}.
 """
 
 from __future__ import annotations
@@ -54,17 +54,19 @@ def main() -> None:
         if yaml.safe_load(a.detector.read_text()).get("tta"):
             plain = stage_config_copy(a.detector, Path(tmp) / "detector_no_tta.yaml", tta=None)
         for rule in a.rules:
-            cfg = {"mirrored_borders": False, "hat_check": None, **yaml.safe_load(rule.read_text())}
+            cfg = {"mirrored_borders": False, "hat_check": None, "no_hat_min_score": 0, **yaml.safe_load(rule.read_text())}
             if cfg["hat_check"]:
                 cfg["hat_check"] = str((rule.parent / cfg["hat_check"]).resolve())
             # the photo chain's extras, added one at a time, so each one's gain is measured in this run
             seen = [(a.detector, cfg)]
+            every = {"no_hat_min_score": 0}
             for label, detector, off in (
                     ("detector without tta, no border reading or hat check", plain, {"mirrored_borders": False, "hat_check": None}),
                     ("detector without tta, no hat check", plain, {"hat_check": None}),
                     ("no border reading or hat check", a.detector, {"mirrored_borders": False, "hat_check": None}),
-                    ("no hat check", a.detector, {"hat_check": None})):
-                step = (detector, {**cfg, **off})
+                    ("no hat check", a.detector, {"hat_check": None}),
+                    ("every no_hat call written (no_hat_min_score 0)", a.detector, {})):
+                step = (detector, {**cfg, **off, **every})
                 if step not in seen:
                     seen.append(step)
                     path = Path(tmp) / f"{rule.stem}_{len(runs)}.yaml"
@@ -84,12 +86,12 @@ def main() -> None:
             print(name, json.dumps({c: round(m[c]["AP"], 4) for c in ("wearer", "non_wearer")}), flush=True)
     base = next(iter(rows.values()))
     lines = [f"Hard Hat Workers {a.split}, {len(images)} photos, through `inspectflow predict {a.detector.name} RULE`",
-             "", "| rule config | wearer AP | P | R | non-wearer AP | P | R | heads missed | wearer / non-wearer AP vs first | predict s (with start-up) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "", "| rule config | wearer AP | P | R | F1 | non-wearer AP | P | R | F1 | heads missed | wearer / non-wearer AP vs first "
+             "| predict s (with start-up) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, m in rows.items():
         w, n = m["wearer"], m["non_wearer"]
-        lines.append(f"| {name} | {100 * w['AP']:.1f} | {w['precision']:.3f} | {w['recall']:.3f} | {100 * n['AP']:.1f} | "
-                     f"{n['precision']:.3f} | {n['recall']:.3f} | {m['head_miss_rate']:.1%} | "
+        lines.append(f"| {name} | {100 * w['AP']:.1f} | {w['precision']:.3f} | {w['recall']:.3f} | {w['F1']:.3f} | "
+                     f"{100 * n['AP']:.1f} | {n['precision']:.3f} | {n['recall']:.3f} | {n['F1']:.3f} | {m['head_miss_rate']:.1%} | "
                      f"{w['AP'] / base['wearer']['AP']:.2f}x / {n['AP'] / base['non_wearer']['AP']:.2f}x | {m['predict_s']} |")
     table = "\n".join(lines) + "\n"
     from pipeline.safety.pads import find_pads

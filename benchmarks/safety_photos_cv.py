@@ -30,13 +30,14 @@ from pipeline.safety.hat_check import HatCheck  # noqa: E402
 from benchmarks._common import stage_config_copy  # noqa: E402
 from pipeline.safety.metrics import evaluate, prediction, real_gt  # noqa: E402
 from pipeline.safety.pads import find_pads, reflect_into_pads  # noqa: E402
-from pipeline.safety.rule import decide  # noqa: E402
+from pipeline.safety.rule import decide, demote_faint  # noqa: E402
 from pipeline.train.hat_check import classifier, heads_by_image, rule_of, worn_examples  # noqa: E402
 
 CONFIGS = ROOT / "stages" / "configs"
 
 
-def cross_validated(detector: Path, rule_cfg: Path, images: list[Path], gts: list[dict], folds: int, p: dict) -> dict:
+def cross_validated(detector: Path, rule_cfg: Path, images: list[Path], gts: list[dict], folds: int, p: dict,
+                    min_scores: list[float]) -> dict:
     from sklearn.model_selection import GroupKFold
 
     from stages import load_stage
@@ -59,13 +60,17 @@ def cross_validated(detector: Path, rule_cfg: Path, images: list[Path], gts: lis
     checks = [HatCheck.fitted(classifier(p).fit(X[fk != k], y[fk != k]), rule_yaml.get("hat_check_threshold", 0.3))
               for k in range(folds)]
     rows = {}
-    for label, check in (("no hat check", False), ("hat check", True)):
+    variants = [("no hat check", False, 0.0), ("hat check", True, 0.0)]
+    variants += [(f"hat check, no_hat_min_score {t:g}", True, t) for t in min_scores if t > 0]
+    for label, check, min_score in variants:
         preds = []
         for i, (im, decisions) in enumerate(per):
             if check:
                 decisions = checks[fold[i]].veto(decisions, im)
             if rule_yaml.get("mirrored_borders"):
                 decisions = reflect_into_pads(decisions, find_pads(im), im.shape)
+            if min_score:
+                decisions = demote_faint(decisions, min_score)
             preds += [prediction(names[i], d.to_json()) for d in decisions]
         rows[label] = evaluate(preds, gts) | {"ms": 1000 * seconds / len(images), "bare_worn": int((~y).sum())}
     return rows
@@ -77,6 +82,8 @@ def main() -> None:
     ap.add_argument("--rule", type=Path, default=CONFIGS / "hardhat_rule_photos.yaml")
     ap.add_argument("--real", type=Path, default=ROOT.parent / "shared" / "data" / "real" / "hardhat_workers")
     ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--min-scores", type=float, nargs="*", default=[0.25, 0.3, 0.35, 0.4, 0.45, 0.5],
+                    help="extra rows with the hat check and this no_hat_min_score (the rule YAML's own is not read)")
     a = ap.parse_args()
     if not a.real.exists():
         print(f"skipped: {a.real} not found")
@@ -86,18 +93,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         shipped = CONFIGS / "safety_photos.yaml"
         detectors = a.detectors or [stage_config_copy(shipped, Path(tmp) / "safety_photos_one_pass.yaml", tta=None), shipped]
-        results = {d.name: cross_validated(d, a.rule, images, gts, a.folds, p) for d in detectors}
+        results = {d.name: cross_validated(d, a.rule, images, gts, a.folds, p, a.min_scores) for d in detectors}
     base = results[detectors[0].name]["hat check"]
     lines = [f"Hard Hat Workers train, {len(images)} photos, grouped {a.folds}-fold cross-validation of the hat check, "
              f"rule {a.rule.name}", "",
              "| detector config | hat check | wearer AP | non-wearer AP | P | R | heads missed | wearer / non-wearer AP vs first "
-             "| worn calls on bare heads | ms / photo (read, detect, rule) |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| worn calls on bare heads | wearer F1 | non-wearer F1 | ms / photo (read, detect, rule) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, rows in results.items():
         for label, m in rows.items():
             w, n = m["wearer"], m["non_wearer"]
             lines.append(f"| {name} | {label} | {100 * w['AP']:.1f} | {100 * n['AP']:.1f} | {n['precision']:.3f} | "
                          f"{n['recall']:.3f} | {m['head_miss_rate']:.1%} | {w['AP'] / base['wearer']['AP']:.2f}x / "
-                         f"{n['AP'] / base['non_wearer']['AP']:.2f}x | {m['bare_worn']} | {m['ms']:.0f} |")
+                         f"{n['AP'] / base['non_wearer']['AP']:.2f}x | {m['bare_worn']} | {w['F1']:.3f} | {n['F1']:.3f} | {m['ms']:.0f} |")
     print("\n".join(lines))
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from pipeline.core import FrameResult
 from pipeline.errors import ConfigError
+from pipeline.safety.core import call_score
 
 MASKS = ("damage_mask", "component_mask")
 
@@ -78,7 +79,7 @@ def review_page(records: list[dict]) -> str:
     """`predict --annotate`'s index.html beside the drawn images: images with a no_hat call first, the
     surest call first, so a reviewer starts where a violation is likeliest."""
     def surest_no_hat(rec):
-        return max((d["score"] for d in rec.get("decisions", []) if d["status"] == "no_hat"), default=-1.0)
+        return max((call_score(d) for d in rec.get("decisions", []) if d["status"] == "no_hat"), default=-1.0)
 
     cards = []
     for rec in sorted(records, key=surest_no_hat, reverse=True):

@@ -13,7 +13,7 @@ from pipeline.errors import ConfigError
 from pipeline.models.yolo import load_yolo
 from pipeline.safety.core import Detections
 from pipeline.safety.pads import find_pads, reflect_into_pads
-from pipeline.safety.rule import RuleConfig, decide
+from pipeline.safety.rule import RuleConfig, decide, demote_faint
 from stages.base import Stage, StageConfig, register
 
 NEEDED = ("person", "hardhat", "head")
@@ -173,6 +173,8 @@ class RuleStageConfig(StageConfig, RuleConfig):
     hat_check: Path | None = Field(None, description="a classifier that takes a second look at each accepted hat box "
                                    "(`dvc repro train_hat_check`; pipeline/safety/hat_check.py)")
     hat_check_threshold: float = Field(0.3, gt=0, lt=1, description="a worn call the check scores below this is no_hat")
+    no_hat_min_score: float = Field(0.0, ge=0, lt=1, description="a no_hat call scoring below this (head score x (1 - "
+                                    "faintest fitting hat)) is reported as unknown, not as a violation; 0: keep all")
 
 
 @register
@@ -193,7 +195,7 @@ class HardHatRule(Stage):
             from pipeline.safety.hat_check import HatCheck
 
             self.hat_check = HatCheck(cfg.hat_check, cfg.hat_check_threshold)
-        self.n_frames = self.n_padded = self.n_reflected = 0
+        self.n_frames = self.n_padded = self.n_reflected = self.n_demoted = 0
 
     def attach(self, earlier: list[Stage]) -> None:
         """The hat check reads the detector's hat scores: it must run beside the detector, input size and
@@ -222,6 +224,10 @@ class HardHatRule(Stage):
                 r.decisions = reflect_into_pads(r.decisions, pads, image.shape)
                 self.n_padded += bool(pads)
                 self.n_reflected += sum(d.why.get("rule", "").startswith("reflection") for d in r.decisions)
+            if self.cfg.no_hat_min_score > 0:
+                before = sum(d.status == "no_hat" for d in r.decisions)
+                r.decisions = demote_faint(r.decisions, self.cfg.no_hat_min_score)
+                self.n_demoted += before - sum(d.status == "no_hat" for d in r.decisions)
             self.n_frames += 1
 
     def counters(self) -> dict[str, float]:
@@ -230,4 +236,6 @@ class HardHatRule(Stage):
             out |= {"frames": self.n_frames, "padded": self.n_padded, "reflected": self.n_reflected}
         if self.hat_check is not None:
             out |= {"frames": self.n_frames, "vetoed": self.hat_check.n_vetoed}
+        if self.cfg.no_hat_min_score > 0:
+            out |= {"frames": self.n_frames, "too_faint": self.n_demoted}
         return out

@@ -101,14 +101,16 @@ def test_every_shipped_stage_config_validates_and_the_photo_rule_tracks_the_flow
     configs = sorted((ROOT / "stages" / "configs").glob("*.yaml"))
     parsed = {p.name: parse_stage(p)[1] for p in configs}
     assert {"hardhat_rule.yaml", "hardhat_rule_photos.yaml", "safety_photos.yaml"} <= set(parsed)
-    # the photo rule is the flow's with fainter heads kept, and mirror-padded borders read (video frames have
-    # none): any other change belongs in both files
+    # the photo rule is the flow's with fainter heads kept, mirror-padded borders read (video frames have
+    # none), a hat check, and faint violations written as unknown (a flow waits for a violation to persist
+    # instead): any other change belongs in both files
     flow, photos = parsed["hardhat_rule.yaml"], parsed["hardhat_rule_photos.yaml"]
     loose = {"head_conf", "person_conf"}
-    photo_only = {"mirrored_borders", "hat_check"}
+    photo_only = {"mirrored_borders", "hat_check", "no_hat_min_score"}
     assert flow.model_dump(exclude=loose | photo_only) == photos.model_dump(exclude=loose | photo_only)
     assert all(getattr(photos, k) < getattr(flow, k) for k in loose)
     assert photos.mirrored_borders and not flow.mirrored_borders and photos.hat_check and not flow.hat_check
+    assert photos.no_hat_min_score > 0 == flow.no_hat_min_score
 
 
 def _ee_weights(tmp_path):

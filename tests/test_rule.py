@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pipeline.safety.core import Detections
-from pipeline.safety.rule import RuleConfig, decide
+from pipeline.safety.rule import RuleConfig, decide, demote_faint
 
 PERSON, HAT, HEAD = 0, 1, 2
 
@@ -124,3 +124,18 @@ def test_loose_predicted_hat_box_slightly_below_the_point_still_counts():
     d = decide(dets(person(200), loose), RuleConfig(head_source="pose"))
     assert d[0].status == "worn"
     assert decide(dets(person(200), loose), RuleConfig(head_source="pose", max_below=0.0))[0].status == "no_hat"
+
+
+def test_faint_no_hat_calls_become_unknown_and_sure_ones_stay():
+    faint = person(100, conf=0.3)
+    faint_hat = worn_hat(300, conf=0.2)  # below hat_conf: not worn, but it weakens the no_hat call under it
+    rows = (person(300), faint_hat, faint, person(500, conf=0.9), worn_hat(500), person(700, conf=0.6))
+    d = decide(dets(*rows), RuleConfig(head_source="pose"))
+    by_x = {round(x.head.point[0]): x for x in d}
+    assert [by_x[k].status for k in (100, 300, 500, 700)] == ["no_hat", "no_hat", "worn", "no_hat"]
+    out = {round(x.head.point[0]): x for x in demote_faint(d, 0.5)}
+    # 0.3 x 1; 0.9 x (1 - 0.2) = 0.72; worn untouched; 0.6 x 1
+    assert [out[k].status for k in (100, 300, 500, 700)] == ["unknown", "no_hat", "worn", "no_hat"]
+    assert "0.30 < 0.5" in out[100].why["rule"] and out[100].why["no_hat_rule"] == by_x[100].why["rule"]
+    assert [x.status for x in demote_faint(d, 0.75)].count("no_hat") == 0
+    assert demote_faint(d, 0.0) == d

@@ -12,6 +12,7 @@ import yaml
 
 from pipeline.errors import ConfigError
 from pipeline.safety.alerts import AlertConfig, AlertSink
+from pipeline.safety.core import call_score
 from pipeline.safety.status import StatusConfig, WorkerStatus
 from pipeline.safety.zones import Zone, ZoneMap
 from tests.conftest import ROOT, run_cli
@@ -242,7 +243,7 @@ def test_predict_writes_boxes_head_points_and_decisions(tiny_safety, tmp_path):
     # the review page lists every drawn photo, the one with the surest no_hat call first
     page = (tmp_path / "pred" / "annotated" / "index.html").read_text()
     assert all(f"<b>{p.name}</b>" in page for p in src)
-    scores = {x["image"].rsplit("/", 1)[-1]: max((d["score"] for d in x["decisions"] if d["status"] == "no_hat"), default=-1)
+    scores = {x["image"].rsplit("/", 1)[-1]: max((call_score(d) for d in x["decisions"] if d["status"] == "no_hat"), default=-1)
               for x in lines}
     assert page.index(f"<b>{max(scores, key=scores.get)}</b>") == page.index("<b>")
     r = run_cli("predict", rule, "--source", imgs, "--out", tmp_path / "p2")

@@ -79,3 +79,10 @@ class Decision:
                 "head_box": r(h.region), "person_box": r(h.person_box), "score": round(h.score, 3), "source": h.source,
                 "hat_box": r(self.hat_box), "hat_score": None if self.hat_score is None else round(self.hat_score, 3),
                 "zone": self.zone, "checked": self.checked, "why": self.why}
+
+
+def call_score(d: dict) -> float:
+    """How sure a decision (`Decision.to_json()`) is: a wearer by its head and hat scores, a non-wearer by
+    its head score and how faint any hat on that head was. Ranks violations; `no_hat_min_score` cuts on it."""
+    hat = d["hat_score"] if d["status"] == "worn" else 1 - d["why"].get("faint_hat_conf", 0.0)
+    return d["score"] * hat

@@ -14,20 +14,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.safety.core import call_score
+
 CLASSES = ("wearer", "non_wearer")
 STATUS_CLS = {"worn": "wearer", "no_hat": "non_wearer", "unknown": "unknown"}
 
 
-def decision_score(d: dict) -> float:
-    """How sure a decision (`Decision.to_json()`) is: a wearer by its head and hat scores, a non-wearer by
-    its head score and how faint any hat on that head was."""
-    hat = d["hat_score"] if d["status"] == "worn" else 1 - d["why"].get("faint_hat_conf", 0.0)
-    return d["score"] * hat
-
-
 def prediction(image: str, d: dict) -> dict:
     """One decision (`Decision.to_json()`) on the named image, as `evaluate` takes it."""
-    return {"image": image, "point": d["head"], "score": decision_score(d), "det": d["score"], "cls": STATUS_CLS[d["status"]]}
+    return {"image": image, "point": d["head"], "score": call_score(d), "det": d["score"], "cls": STATUS_CLS[d["status"]]}
 
 
 def from_predictions(path: Path) -> list[dict]:
@@ -87,8 +82,9 @@ def evaluate(preds: list[dict], gts: list[dict]) -> dict:
     out = {}
     for c in CLASSES:
         _, tp, n_gt = match([p for p in preds if p["cls"] == c], [g for g in gts if g["cls"] == c])
-        out[c] = {"AP": average_precision(tp, n_gt), "precision": float(tp.mean()) if len(tp) else 0.0,
-                  "recall": float(tp.sum() / n_gt) if n_gt else float("nan"), "predicted": int(len(tp)), "gt": n_gt}
+        prec, rec = float(tp.mean()) if len(tp) else 0.0, float(tp.sum() / n_gt) if n_gt else float("nan")
+        out[c] = {"AP": average_precision(tp, n_gt), "precision": prec, "recall": rec,
+                  "F1": 2 * prec * rec / (prec + rec) if prec + rec > 0 else 0.0, "predicted": int(len(tp)), "gt": n_gt}
     # miss rate: ground-truth heads, of either class, that no predicted point (any status) falls in
     _, tp, n_gt = match([{**p, "score": 1.0} for p in preds], gts)
     out["head_miss_rate"] = float(1 - tp.sum() / n_gt) if n_gt else float("nan")

@@ -11,12 +11,14 @@ inside a hard-hat box. On top of it:
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.optimize import linear_sum_assignment
 from shapely.geometry import Point, box
 
-from pipeline.safety.core import Decision, Detections, Head
+from pipeline.safety.core import Decision, Detections, Head, call_score
 
 
 class RuleConfig(BaseModel):
@@ -144,4 +146,15 @@ def decide(det: Detections, cfg: RuleConfig) -> list[Decision]:
                     "no hat box fits this head" if near else "no hat box holds the head point")
             out.append(Decision(h, "no_hat", why={"rule": rule, "candidates": near,
                                                   "faint_hat_conf": round(evidence[i], 3)}))
+    return out
+
+
+def demote_faint(decisions: list[Decision], min_score: float) -> list[Decision]:
+    """`no_hat` calls scoring below `min_score` (`call_score`) become `unknown`: on real photos most such calls
+    fall on no head at all (machinery, background) or on a hatted head, and alerts nobody can trust bury the real ones."""
+    out = []
+    for d in decisions:
+        s = call_score(d.to_json()) if d.status == "no_hat" else 1.0
+        out.append(d if s >= min_score else replace(d, status="unknown", why={
+            **d.why, "rule": f"too faint to call no_hat: score {s:.2f} < {min_score}", "no_hat_rule": d.why.get("rule")}))
     return out
