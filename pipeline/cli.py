@@ -88,17 +88,18 @@ def predict(stage_configs: list[Path] = typer.Argument(..., metavar="STAGE_CONFI
                                                  "(default: each stage's `device:`)"),
             annotate: bool = typer.Option(False, help="also draw each image's results, for review by eye: "
                                           "OUT/annotated/<image stem>.jpg")):
-    """Run stages on unrelated images. Masks: OUT/<image stem>.png, pixel value = class id; boxes, head points,
-    hard-hat decisions and components: OUT/predictions.jsonl, one line per image."""
+    """Run stages on unrelated images (or a video's frames). Masks: OUT/<image stem>.png, pixel value = class id
+    (images sharing a stem keep their extension: a.jpg.png; a video's frames: <video stem>_<frame>.png); boxes,
+    head points, hard-hat decisions and components: OUT/predictions.jsonl, one line per image."""
     import cv2
     from tqdm import tqdm
 
     from pipeline.annotate import annotate as annotate_frame
-    from pipeline.predictions import MASKS, check_outputs, decision_counts, record, review_page
+    from pipeline.predictions import MASKS, check_outputs, decision_counts, output_stems, record, review_page
     from pipeline.safety.draw import annotate_safety
     from pipeline.runner import Pipeline
     from pipeline.sinks import atomic_write
-    from pipeline.sources import check_some_read, open_source
+    from pipeline.sources import ImageSource, check_some_read, open_source
 
     try:
         pipe = Pipeline.from_specs(list(stage_configs), device=device)
@@ -114,21 +115,30 @@ def predict(stage_configs: list[Path] = typer.Argument(..., metavar="STAGE_CONFI
         out.mkdir(parents=True, exist_ok=True)
         masks = [o for o in outputs if o in MASKS]
         draw = (annotate_safety if {"detections", "decisions"} & set(outputs) else annotate_frame) if annotate else None
+        # a video's frames share its name: each takes its frame number
+        stems = output_stems(src.files) if isinstance(src, ImageSource) else None
         records = []
         for frame in tqdm(src, total=len(src.indices()), desc="predict", unit="img"):
             (r,) = pipe([frame])
+            stem = stems[frame.source] if stems else f"{Path(frame.source).stem}_{frame.index:06d}"
             for o in masks:
-                name = f"{Path(frame.source).stem}.png" if len(masks) == 1 else f"{o}/{Path(frame.source).stem}.png"
+                name = f"{stem}.png" if len(masks) == 1 else f"{o}/{stem}.png"
                 (out / name).parent.mkdir(exist_ok=True)
                 ok, buf = cv2.imencode(".png", getattr(r, o))
                 atomic_write(out / name, buf.tobytes())
             if draw is not None:
                 ok, buf = cv2.imencode(".jpg", draw(r, label=Path(frame.source).name))
                 (out / "annotated").mkdir(exist_ok=True)
-                atomic_write(out / "annotated" / f"{Path(frame.source).stem}.jpg", buf.tobytes())
+                atomic_write(out / "annotated" / f"{stem}.jpg", buf.tobytes())
             line = record(r, outputs, classes)
+            if stems is None:
+                line["frame"] = frame.index
             if len(masks) == 1:
-                line["mask"] = f"{Path(frame.source).stem}.png"
+                line["mask"] = f"{stem}.png"
+            elif masks:
+                line["masks"] = {o: f"{o}/{stem}.png" for o in masks}
+            if draw is not None:
+                line["drawn"] = f"annotated/{stem}.jpg"
             records.append(line)
         check_some_read(source, len(records), src.skipped)
         atomic_write(out / "predictions.jsonl", "".join(json.dumps(x) + "\n" for x in records))

@@ -70,6 +70,18 @@ def record(r: FrameResult, outputs: list[str], classes: dict[str, list[str]]) ->
     return line
 
 
+def output_stems(files: list[Path]) -> dict[str, str]:
+    """The name each image's mask and drawing take: its stem, unless two images share one (a.jpg beside a.png,
+    or x/a.jpg and y/a.jpg from a glob); those keep their extension and the folders below their common one,
+    joined by '__' (a.png, x__a.jpg), so no image's output overwrites another's."""
+    import os
+
+    shared = Counter(Path(f).stem for f in files)
+    root = os.path.commonpath([str(Path(f).parent.resolve()) for f in files]) if files else ""
+    return {str(f): Path(f).stem if shared[Path(f).stem] == 1
+            else os.path.relpath(Path(f).resolve(), root).replace(os.sep, "__") for f in files}
+
+
 def decision_counts(records: list[dict]) -> Counter:
     """Hard-hat decisions per status over these JSON lines."""
     return Counter(d["status"] for rec in records for d in rec.get("decisions", []))
@@ -83,7 +95,7 @@ def review_page(records: list[dict]) -> str:
 
     cards = []
     for rec in sorted(records, key=surest_no_hat, reverse=True):
-        name = Path(rec["image"]).name
+        name = Path(rec["image"]).name + (f" frame {rec['frame']}" if "frame" in rec else "")
         facts = []
         if "decisions" in rec:
             counts = sorted(decision_counts([rec]).items())
@@ -92,7 +104,7 @@ def review_page(records: list[dict]) -> str:
             if o in rec:
                 px = rec[o]["pixels"]
                 facts.append(f"{o}: " + (", ".join(f"{k} {v}" for k, v in px.items() if k != "background") or "nothing"))
-        cards.append(f'<figure><img src="{html.escape(Path(name).stem)}.jpg" loading="lazy"><figcaption>'
+        cards.append(f'<figure><img src="{html.escape(Path(rec["drawn"]).name)}" loading="lazy"><figcaption>'
                      f'<b>{html.escape(name)}</b><br>{html.escape("; ".join(facts))}</figcaption></figure>')
     return ("<!doctype html><meta charset=utf-8><title>inspectflow predict</title><style>body{font-family:sans-serif}"
             "figure{display:inline-block;margin:6px;vertical-align:top}img{max-width:420px;display:block}</style>"

@@ -88,7 +88,9 @@ def pad_to_multiple(x: torch.Tensor, mult: int = 32) -> tuple[torch.Tensor, int,
     """Reflect-padded on the right and bottom to a multiple of `mult`; also the original (h, w)."""
     h, w = x.shape[-2:]
     ph, pw = (-h) % mult, (-w) % mult
-    return (F.pad(x, (0, pw, 0, ph), mode="reflect") if ph or pw else x), h, w
+    # reflection needs more pixels than it pads: an image (or scaled image) a few pixels across is repeated instead
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return (F.pad(x, (0, pw, 0, ph), mode=mode) if ph or pw else x), h, w
 
 
 def _starts(n: int, tile: int, overlap: int) -> list[int]:

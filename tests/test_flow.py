@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -182,7 +183,7 @@ def test_bad_inputs_exit_nonzero_with_one_clear_error(tiny, clip, tmp_path):
         assert "Traceback" not in r.stderr
 
 
-def test_predict_writes_masks_named_after_images(tiny, tmp_path):
+def test_predict_writes_masks_named_after_images(tiny, clip, tmp_path):
     imgs = tmp_path / "imgs"
     imgs.mkdir()
     src = sorted((tiny["data"] / "images" / "test").glob("*.jpg"))[:2]
@@ -190,19 +191,39 @@ def test_predict_writes_masks_named_after_images(tiny, tmp_path):
         (imgs / p.name).write_bytes(p.read_bytes())
     rgba = np.dstack([cv2.imread(str(src[0]))[:, :, ::-1], np.full(cv2.imread(str(src[0])).shape[:2], 255, np.uint8)])
     cv2.imwrite(str(imgs / "alpha.png"), rgba)
+    # the same stem as a JPEG beside it, and an image fewer pixels across than the model pads to
+    cv2.imwrite(str(imgs / f"{src[1].stem}.png"), cv2.imread(str(src[0])))
+    cv2.imwrite(str(imgs / "sliver.png"), cv2.imread(str(src[0]))[:9, :13])
     (imgs / "broken.jpg").write_bytes(b"nope")
     stage = tmp_path / "dmg.yaml"
     stage.write_text(f"type: damage_segmentation\nmodel: {tiny['weights'] / 'damage_synth.pt'}\n")
     r = run_cli("predict", stage, "--source", imgs, "--out", tmp_path / "pred", "--annotate")
     assert r.returncode == 0, r.stderr[-2000:]
-    for p in [*src, imgs / "alpha.png"]:
-        m = cv2.imread(str(tmp_path / "pred" / f"{p.stem}.png"), cv2.IMREAD_UNCHANGED)
-        assert m.shape == cv2.imread(str(p)).shape[:2] and m.max() <= 3
-        assert cv2.imread(str(tmp_path / "pred" / "annotated" / f"{p.stem}.jpg")).shape == (*m.shape, 3)
-        assert f"<b>{p.name}</b>" in (tmp_path / "pred" / "annotated" / "index.html").read_text()
+    page = (tmp_path / "pred" / "annotated" / "index.html").read_text()
+    lines = [json.loads(x) for x in (tmp_path / "pred" / "predictions.jsonl").read_text().splitlines()]
+    named = {Path(x["image"]).name: x for x in lines}
+    shared = src[1].stem  # its two images keep their extensions, so neither overwrites the other
+    expect = {src[0].name: src[0].stem, src[1].name: f"{src[1].name}", f"{shared}.png": f"{shared}.png",
+              "alpha.png": "alpha", "sliver.png": "sliver"}
+    assert set(named) == set(expect), named
+    for name, stem in expect.items():
+        m = cv2.imread(str(tmp_path / "pred" / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+        assert m.shape == cv2.imread(str(imgs / name)).shape[:2] and m.max() <= 3
+        assert named[name]["mask"] == f"{stem}.png" and named[name]["drawn"] == f"annotated/{stem}.jpg"
+        assert cv2.imread(str(tmp_path / "pred" / "annotated" / f"{stem}.jpg")).shape == (*m.shape, 3)
+        assert f"<b>{name}</b>" in page and f'src="{stem}.jpg"' in page
+    masks = {p.name for p in (tmp_path / "pred").glob("*.png")}
+    assert masks == {f"{s}.png" for s in expect.values()}
+    same = [cv2.imread(str(tmp_path / "pred" / f"{s}.png"), cv2.IMREAD_UNCHANGED) for s in (src[0].stem, f"{shared}.png")]
+    assert (same[0] == same[1]).all()  # the PNG copy of src[0] got src[0]'s mask, not src[1]'s
     assert "broken.jpg" in r.stderr
-    lines = (tmp_path / "pred" / "predictions.jsonl").read_text().splitlines()
-    assert len(lines) == 3
+    # a video: each frame its own mask, numbered, and its frame index in its line
+    r = run_cli("predict", stage, "--source", clip, "--out", tmp_path / "pred_video")
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = [json.loads(x) for x in (tmp_path / "pred_video" / "predictions.jsonl").read_text().splitlines()]
+    n = int(cv2.VideoCapture(str(clip)).get(cv2.CAP_PROP_FRAME_COUNT))
+    assert [x["frame"] for x in lines] == list(range(n)) and n > 1
+    assert sorted(p.name for p in (tmp_path / "pred_video").glob("*.png")) == [f"{clip.stem}_{i:06d}.png" for i in range(n)]
     only_broken = tmp_path / "only_broken"
     only_broken.mkdir()
     (only_broken / "broken.jpg").write_bytes(b"nope")
