@@ -146,7 +146,7 @@ def predict(stage_configs: list[Path] = typer.Argument(..., metavar="STAGE_CONFI
             atomic_write(out / "annotated" / "index.html", review_page(records))
         if src.skipped:
             typer.echo(f"skipped {len(src.skipped)} unreadable images: " + "; ".join(src.skipped), err=True)
-        typer.echo(f"{len(records)} images predicted; {', '.join(outputs)} in {out / 'predictions.jsonl'}"
+        typer.echo(f"{len(records)} {'images' if stems is not None else 'frames'} predicted; {', '.join(outputs)} in {out / 'predictions.jsonl'}"
                    + (f"; PNG masks per image: {', '.join(masks)}" if masks else "")
                    + (f"; drawn in {out / 'annotated'} (open index.html)" if annotate else ""))
         if "decisions" in outputs:

@@ -100,6 +100,13 @@ def parse_stage(spec: str | Path | dict, base_dir: Path | None = None) -> tuple[
         path = Path(spec) if base_dir is None or Path(spec).is_absolute() else base_dir / spec
         data, where, base = load_yaml(path), str(path), path.parent
     kind = data.get("type")
+    if kind is None and "stages" in data:
+        raise ConfigError(f"{where} is a flow config (it lists `stages:`), not one stage's",
+                          f"run it with `inspectflow run FLOW --config {where}`, or pass stage YAMLs such as "
+                          "stages/configs/damage_closeup.yaml")
+    if kind is None:
+        raise ConfigError(f"{where}: no `type:` key, so it is not a stage config",
+                          f"add `type:`, one of: {', '.join(sorted(STAGES))}")
     if kind not in STAGES:
         raise ConfigError(f"{where}: unknown stage type {kind!r}", f"use one of: {', '.join(sorted(STAGES))}")
     cls = STAGES[kind]

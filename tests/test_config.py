@@ -36,6 +36,15 @@ def test_unknown_stage_type_lists_the_known_ones(tmp_path):
     assert "crack_finder" in str(e.value) and "damage_segmentation" in str(e.value)
 
 
+def test_a_flow_config_or_a_typeless_file_given_as_a_stage_says_what_it_is(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_stage(ROOT / "flows" / "configs" / "site-safety.yaml")
+    assert "is a flow config" in e.value.what and "inspectflow run" in e.value.fix
+    with pytest.raises(ConfigError) as e:
+        load_stage(_write(tmp_path, "model: x.pt\n"))
+    assert "no `type:` key" in e.value.what and "damage_segmentation" in e.value.fix
+
+
 def test_unknown_key_is_named_with_allowed_keys(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_stage(_write(tmp_path, "type: damage_segmentation\nmodel: x.pt\ntreshold: 0.5\n"))
