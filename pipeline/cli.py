@@ -120,7 +120,7 @@ def predict(stage_configs: list[Path] = typer.Argument(..., metavar="STAGE_CONFI
         records = []
         for frame in tqdm(src, total=len(src.indices()), desc="predict", unit="img"):
             (r,) = pipe([frame])
-            stem = stems[frame.source] if stems else f"{Path(frame.source).stem}_{frame.index:06d}"
+            stem = stems[frame.source] if stems is not None else f"{Path(frame.source).stem}_{frame.index:06d}"
             for o in masks:
                 name = f"{stem}.png" if len(masks) == 1 else f"{o}/{stem}.png"
                 (out / name).parent.mkdir(exist_ok=True)
