@@ -232,6 +232,13 @@ def test_predict_writes_masks_named_after_images(tiny, clip, tmp_path):
     assert not (tmp_path / "pred_none" / "predictions.jsonl").exists()
 
 
+def test_outputs_of_same_named_images_from_a_glob_over_folders_keep_their_folder(tmp_path):
+    from pipeline.predictions import output_stems
+
+    files = [tmp_path / "x" / "a.jpg", tmp_path / "y" / "a.jpg", tmp_path / "y" / "b.jpg"]
+    assert output_stems(files) == {str(files[0]): "x__a.jpg", str(files[1]): "y__a.jpg", str(files[2]): "b"}
+
+
 @pytest.mark.skipif(not (ROOT.parent / "shared" / "data" / "real" / "footage" / "facade_thermal_flight").exists(),
                     reason="real footage not present")
 def test_flow_on_a_real_thermal_facade_flight(tiny, tmp_path):
