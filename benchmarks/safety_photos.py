@@ -9,7 +9,8 @@ thresholds are the shipped ones, so AP, precision and recall are those of the wr
 The first rule is the baseline of the ratio column. A rule with `mirrored_borders: true` is also run with
 it off, and one with a `hat_check:` without it, in the rows before it, and a detector with `tta:` also runs
 without it (with the check off: a check is trained beside one detector's passes); those rows, and one more,
-write every no_hat call (`no_hat_min_score: 0`), so each extra's gain is measured in the same run. Writes benchmarks/results/safety_photos.{json,md}.
+write every no_hat call (no head check, `no_hat_min_score: 0`), and one more runs without the head check alone,
+so each extra's gain is measured in the same run. Writes benchmarks/results/safety_photos.{json,md}.
 """
 
 from __future__ import annotations
@@ -54,19 +55,22 @@ def main() -> None:
         if yaml.safe_load(a.detector.read_text()).get("tta"):
             plain = stage_config_copy(a.detector, Path(tmp) / "detector_no_tta.yaml", tta=None)
         for rule in a.rules:
-            cfg = {"mirrored_borders": False, "hat_check": None, "no_hat_min_score": 0, **yaml.safe_load(rule.read_text())}
-            if cfg["hat_check"]:
-                cfg["hat_check"] = str((rule.parent / cfg["hat_check"]).resolve())
+            cfg = {"mirrored_borders": False, "hat_check": None, "head_check": None, "no_hat_min_score": 0,
+                   **yaml.safe_load(rule.read_text())}
+            for key in ("hat_check", "head_check"):
+                if cfg[key]:
+                    cfg[key] = str((rule.parent / cfg[key]).resolve())
             # the photo chain's extras, added one at a time, so each one's gain is measured in this run
             seen = [(a.detector, cfg)]
-            every = {"no_hat_min_score": 0}
+            every = {"no_hat_min_score": 0, "head_check": None}  # every no_hat call written
             for label, detector, off in (
-                    ("detector without tta, no border reading or hat check", plain, {"mirrored_borders": False, "hat_check": None}),
-                    ("detector without tta, no hat check", plain, {"hat_check": None}),
-                    ("no border reading or hat check", a.detector, {"mirrored_borders": False, "hat_check": None}),
-                    ("no hat check", a.detector, {"hat_check": None}),
-                    ("every no_hat call written (no_hat_min_score 0)", a.detector, {})):
-                step = (detector, {**cfg, **off, **every})
+                    ("detector without tta, no border reading or hat check", plain, {"mirrored_borders": False, "hat_check": None, **every}),
+                    ("detector without tta, no hat check", plain, {"hat_check": None, **every}),
+                    ("no border reading or hat check", a.detector, {"mirrored_borders": False, "hat_check": None, **every}),
+                    ("no hat check", a.detector, {"hat_check": None, **every}),
+                    ("every no_hat call written (no head check, no_hat_min_score 0)", a.detector, every),
+                    ("no head check", a.detector, {"head_check": None})):
+                step = (detector, {**cfg, **off})
                 if step not in seen:
                     seen.append(step)
                     path = Path(tmp) / f"{rule.stem}_{len(runs)}.yaml"

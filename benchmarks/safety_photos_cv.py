@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pipeline.safety.hat_check import HatCheck  # noqa: E402
+from pipeline.safety.head_check import HeadCheck  # noqa: E402
+from pipeline.train.head_check import examples as head_examples  # noqa: E402
 from benchmarks._common import stage_config_copy  # noqa: E402
 from pipeline.safety.metrics import evaluate, prediction, real_gt  # noqa: E402
 from pipeline.safety.pads import find_pads, reflect_into_pads  # noqa: E402
@@ -37,7 +39,7 @@ CONFIGS = ROOT / "stages" / "configs"
 
 
 def cross_validated(detector: Path, rule_cfg: Path, images: list[Path], gts: list[dict], folds: int, p: dict,
-                    min_scores: list[float]) -> dict:
+                    min_scores: list[float], head_thresholds: list[float]) -> dict:
     from sklearn.model_selection import GroupKFold
 
     from stages import load_stage
@@ -60,13 +62,20 @@ def cross_validated(detector: Path, rule_cfg: Path, images: list[Path], gts: lis
     checks = [HatCheck.fitted(classifier(p).fit(X[fk != k], y[fk != k]), rule_yaml.get("hat_check_threshold", 0.3))
               for k in range(folds)]
     rows = {}
-    variants = [("no hat check", False, 0.0), ("hat check", True, 0.0)]
-    variants += [(f"hat check, no_hat_min_score {t:g}", True, t) for t in min_scores if t > 0]
-    for label, check, min_score in variants:
+    variants = [("no hat check", False, None, 0.0), ("hat check", True, None, 0.0)]
+    variants += [(f"hat check, no_hat_min_score {t:g}", True, None, t) for t in min_scores if t > 0]
+    variants += [(f"hat check, head check {h:g}, no_hat_min_score {t:g}", True, h, t) for h in head_thresholds for t in min_scores]
+    head_X, head_y, head_g = head_examples(images, gts)
+    head_fold = {n: fold[i] for i, n in enumerate(names)}
+    hk = np.array([head_fold[n] for n in head_g])
+    head_models = [classifier(p).fit(head_X[hk != k], head_y[hk != k]) for k in range(folds)]
+    for label, check, head_threshold, min_score in variants:
         preds = []
         for i, (im, decisions) in enumerate(per):
             if check:
                 decisions = checks[fold[i]].veto(decisions, im)
+            if head_threshold is not None:
+                decisions = HeadCheck.fitted(head_models[fold[i]], head_threshold).take_back(decisions, im)
             if rule_yaml.get("mirrored_borders"):
                 decisions = reflect_into_pads(decisions, find_pads(im), im.shape)
             if min_score:
@@ -84,6 +93,9 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--min-scores", type=float, nargs="*", default=[0.25, 0.3, 0.35, 0.4, 0.45, 0.5],
                     help="extra rows with the hat check and this no_hat_min_score (the rule YAML's own is not read)")
+    ap.add_argument("--head-checks", type=float, nargs="*", default=[0.7, 0.8, 0.9],
+                    help="extra rows with the head check at this threshold (fitted per fold on the other folds' "
+                    "labelled heads), then each no_hat_min_score")
     a = ap.parse_args()
     if not a.real.exists():
         print(f"skipped: {a.real} not found")
@@ -93,7 +105,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         shipped = CONFIGS / "safety_photos.yaml"
         detectors = a.detectors or [stage_config_copy(shipped, Path(tmp) / "safety_photos_one_pass.yaml", tta=None), shipped]
-        results = {d.name: cross_validated(d, a.rule, images, gts, a.folds, p, a.min_scores) for d in detectors}
+        results = {d.name: cross_validated(d, a.rule, images, gts, a.folds, p, a.min_scores, a.head_checks) for d in detectors}
     base = results[detectors[0].name]["hat check"]
     lines = [f"Hard Hat Workers train, {len(images)} photos, grouped {a.folds}-fold cross-validation of the hat check, "
              f"rule {a.rule.name}", "",

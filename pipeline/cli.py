@@ -163,6 +163,8 @@ def predict(stage_configs: list[Path] = typer.Argument(..., metavar="STAGE_CONFI
                        f"{int(c['hardhat_rule.reflected'])} decisions reflected into them")
         if "hardhat_rule.vetoed" in c:
             typer.echo(f"hat check: {int(c['hardhat_rule.vetoed'])} worn calls became no_hat")
+        if "hardhat_rule.taken_back" in c:
+            typer.echo(f"head check: {int(c['hardhat_rule.taken_back'])} no_hat calls on heads that look hatted reported as unknown")
         if "hardhat_rule.too_faint" in c:
             typer.echo(f"too faint to call: {int(c['hardhat_rule.too_faint'])} no_hat calls reported as unknown")
     except InspectflowError as e:

@@ -173,6 +173,10 @@ class RuleStageConfig(StageConfig, RuleConfig):
     hat_check: Path | None = Field(None, description="a classifier that takes a second look at each accepted hat box "
                                    "(`dvc repro train_hat_check`; pipeline/safety/hat_check.py)")
     hat_check_threshold: float = Field(0.3, gt=0, lt=1, description="a worn call the check scores below this is no_hat")
+    head_check: Path | None = Field(None, description="a classifier that takes a second look at each no_hat call's head: "
+                                    "one it scores as hatted becomes unknown (`dvc repro train_head_check`; "
+                                    "pipeline/safety/head_check.py)")
+    head_check_threshold: float = Field(0.9, gt=0, lt=1, description="a no_hat head the check scores at or above this is unknown")
     no_hat_min_score: float = Field(0.0, ge=0, lt=1, description="a no_hat call scoring below this (head score x (1 - "
                                     "faintest fitting hat)) is reported as unknown, not as a violation; 0: keep all")
 
@@ -195,6 +199,11 @@ class HardHatRule(Stage):
             from pipeline.safety.hat_check import HatCheck
 
             self.hat_check = HatCheck(cfg.hat_check, cfg.hat_check_threshold)
+        self.head_check = None
+        if cfg.head_check is not None:
+            from pipeline.safety.head_check import HeadCheck
+
+            self.head_check = HeadCheck(cfg.head_check, cfg.head_check_threshold)
         self.n_frames = self.n_padded = self.n_reflected = self.n_demoted = 0
 
     def attach(self, earlier: list[Stage]) -> None:
@@ -218,6 +227,8 @@ class HardHatRule(Stage):
             r.decisions = decide(r.detections, self.rule)
             if self.hat_check is not None:
                 r.decisions = self.hat_check.veto(r.decisions, r.frame.image)
+            if self.head_check is not None:  # before reflection: a head in a pad is upside down
+                r.decisions = self.head_check.take_back(r.decisions, r.frame.image)
             if self.cfg.mirrored_borders:
                 image = r.frame.image
                 pads = find_pads(image)
@@ -236,6 +247,8 @@ class HardHatRule(Stage):
             out |= {"frames": self.n_frames, "padded": self.n_padded, "reflected": self.n_reflected}
         if self.hat_check is not None:
             out |= {"frames": self.n_frames, "vetoed": self.hat_check.n_vetoed}
+        if self.head_check is not None:
+            out |= {"frames": self.n_frames, "taken_back": self.head_check.n_taken_back}
         if self.cfg.no_hat_min_score > 0:
             out |= {"frames": self.n_frames, "too_faint": self.n_demoted}
         return out

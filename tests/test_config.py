@@ -115,11 +115,11 @@ def test_every_shipped_stage_config_validates_and_the_photo_rule_tracks_the_flow
     # instead): any other change belongs in both files
     flow, photos = parsed["hardhat_rule.yaml"], parsed["hardhat_rule_photos.yaml"]
     loose = {"head_conf", "person_conf"}
-    photo_only = {"mirrored_borders", "hat_check", "no_hat_min_score"}
+    photo_only = {"mirrored_borders", "hat_check", "head_check", "head_check_threshold", "no_hat_min_score"}
     assert flow.model_dump(exclude=loose | photo_only) == photos.model_dump(exclude=loose | photo_only)
     assert all(getattr(photos, k) < getattr(flow, k) for k in loose)
     assert photos.mirrored_borders and not flow.mirrored_borders and photos.hat_check and not flow.hat_check
-    assert photos.no_hat_min_score > 0 == flow.no_hat_min_score
+    assert photos.no_hat_min_score > 0 == flow.no_hat_min_score and photos.head_check and not flow.head_check
 
 
 def _ee_weights(tmp_path):

@@ -100,3 +100,39 @@ def test_the_dvc_command_trains_a_check_beside_the_shipped_detector(tiny_safety,
     fr.detections = dets(person(200, head_y=100), worn_hat(200, head_y=100))
     stage.process([fr])
     assert len(fr.decisions) == 1
+
+
+def test_the_head_check_takes_back_a_no_hat_call_on_a_hatted_head_and_keeps_a_bare_one(tmp_path):
+    """A toy head check fitted on heads under a bright dome (hatted) against skin-and-hair ones (bare): a
+    no_hat call on the first becomes unknown, on the second stays, and a worn call is never touched."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from pipeline.safety.head_check import FEATURES, TASK, HeadCheck, head_features
+
+    rng = np.random.default_rng(0)
+    X, y = [], []
+    for i in range(200):
+        hatted = i % 2 == 0
+        im = np.full((300, 600, 3), (200, 190, 180), np.uint8)
+        face = np.clip(np.full((40, 34, 3), (120, 150, 200), float) + rng.normal(0, 10, (40, 34, 3)), 0, 255)
+        face[:20] = (235, 235, 235) if hatted else rng.integers(10, 50, 3)  # the upper half: a white hat, or dark hair
+        im[80:120, 100:134] = face.astype(np.uint8)
+        X.append(head_features(im, (100, 80, 134, 120)))
+        y.append(hatted)
+    save(tmp_path / "head.skops", HistGradientBoostingClassifier(max_iter=30).fit(np.array(X), np.array(y)), {}, {},
+         TASK, FEATURES)
+    check = HeadCheck(tmp_path / "head.skops", 0.9)
+    scene = np.full((300, 600, 3), (200, 190, 180), np.uint8)
+    for x, upper in ((200, (235, 235, 235)), (400, (20, 30, 45))):
+        scene[80:120, x - 17 : x + 17] = (120, 150, 200)
+        scene[80:100, x - 17 : x + 17] = upper
+    head = lambda x: (2, x - 17, 80, x + 17, 120, 0.8)  # noqa: E731
+    d = decide(dets(head(200), head(400)), RuleConfig(head_source="head_box"))
+    assert [x.status for x in d] == ["no_hat", "no_hat"]
+    out = check.take_back(d, scene)
+    assert [x.status for x in out] == ["unknown", "no_hat"] and check.n_taken_back == 1
+    assert out[0].why["head_check"] >= 0.9 > out[1].why["head_check"] and out[0].why["no_hat_rule"] == d[0].why["rule"]
+    worn = decide(dets(person(200), worn_hat(200)), RuleConfig(head_source="pose"))
+    assert check.take_back(worn, scene) == worn
+    with pytest.raises(WeightsError, match="not a head check"):
+        HeadCheck(ROOT / "data" / "weights" / "hat_check.skops", 0.9)

@@ -57,36 +57,42 @@ def describe(f: dict) -> str:
     return f"{f['weights']} ({f['sha']}) at {f['imgsz']} px" + (f" with tta {f['tta']}" if f.get("tta") else "")
 
 
-def save(path: str | Path, model, detector: dict, info: dict) -> None:
+def save(path: str | Path, model, detector: dict, info: dict, task: str = TASK, features: tuple[str, ...] = FEATURES) -> None:
     from pipeline.screen.detector import dumps
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(dumps({"task": TASK, "features": list(FEATURES), "detector": detector, "info": info, "model": model}))
+    tmp.write_bytes(dumps({"task": task, "features": list(features), "detector": detector, "info": info, "model": model}))
     os.replace(tmp, path)
+
+
+def load_check(path: str | Path, task: str, features: tuple[str, ...], key: str, stage: str) -> dict:
+    """A check file's contents ({task, features, model, ...}), with one clear error for each way it can be wrong."""
+    from pipeline.screen.detector import loads
+
+    fix = f"point `{key}:` at a file made by `dvc repro {stage}`, or remove the key"
+    path = Path(path)
+    if not path.exists():
+        raise WeightsError(f"{task.replace('_', ' ')} file {path} does not exist", fix)
+    try:
+        obj = loads(path.read_bytes(), str(path), fix)
+    except WeightsError:
+        raise
+    except Exception as e:
+        raise WeightsError(f"cannot read {task.replace('_', ' ')} file {path}: {e.__class__.__name__}: {str(e)[:200]}", fix) from e
+    if not isinstance(obj, dict) or obj.get("task") != task:
+        got = obj.get("task") if isinstance(obj, dict) else type(obj).__name__
+        raise WeightsError(f"{path} is not a {task.replace('_', ' ')} (task {got!r})", fix)
+    if obj.get("features") != list(features):
+        raise WeightsError(f"{task.replace('_', ' ')} {path} reads features {obj.get('features')}, this version {list(features)}",
+                           f"retrain it: `dvc repro {stage}`")
+    return obj
 
 
 class HatCheck:
     def __init__(self, path: str | Path, threshold: float):
-        from pipeline.screen.detector import loads
-
-        fix = "point `hat_check:` at a file made by `dvc repro train_hat_check`, or remove the key"
-        path = Path(path)
-        if not path.exists():
-            raise WeightsError(f"hat check file {path} does not exist", fix)
-        try:
-            obj = loads(path.read_bytes(), str(path), fix)
-        except WeightsError:
-            raise
-        except Exception as e:
-            raise WeightsError(f"cannot read hat check file {path}: {e.__class__.__name__}: {str(e)[:200]}", fix) from e
-        if not isinstance(obj, dict) or obj.get("task") != TASK:
-            got = obj.get("task") if isinstance(obj, dict) else type(obj).__name__
-            raise WeightsError(f"{path} is not a hat check (task {got!r})", fix)
-        if obj.get("features") != list(FEATURES):
-            raise WeightsError(f"hat check {path} reads features {obj.get('features')}, this version {list(FEATURES)}",
-                               "retrain it: `dvc repro train_hat_check`")
+        obj = load_check(path, TASK, FEATURES, "hat_check", "train_hat_check")
         self.model, self.detector, self.info = obj["model"], obj["detector"], obj.get("info", {})
         self.threshold = threshold
         self.n_vetoed = 0

@@ -1,0 +1,66 @@
+"""A second look at each `no_hat` call: does the head itself look bare?
+
+The hat check's mirror. On real photos most wrong `no_hat` calls fall on a hatted head whose hat the
+detector missed, or on something that is not a bare head at all; a bare head shows skin and hair where a
+hatted one shows a bright, smooth dome. A small gradient-boosted classifier (scikit-learn) reads the colour
+statistics of the head box and of its upper half, and a `no_hat` call on a head it scores as hatted becomes
+`unknown`: the check can take a violation back, never raise one, so a head without a hat box is never
+called `worn` (the rule's point-in-hat-box test stays the only way to `worn`). It is trained on the labelled
+heads of the real Hard Hat Workers train split (`dvc repro train_head_check`), so it does not depend on the
+detector. Stored with skops, as the hat check is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.safety.core import Decision
+from pipeline.safety.hat_check import FEATURES as HAT_FEATURES, hat_features, load_check
+
+TASK = "head_check"
+_COLOUR = HAT_FEATURES[:-1]  # the hat check's colour statistics, without its detector score
+FEATURES = tuple(f"upper_{n}" for n in _COLOUR) + tuple(f"head_{n}" for n in _COLOUR) + ("width_share",)
+
+
+def head_features(image: np.ndarray, box) -> np.ndarray | None:
+    """FEATURES of one head box on a BGR image; None when the box holds no pixels."""
+    x0, y0, x1, y1 = box
+    upper = hat_features(image, (x0, y0, x1, y0 + 0.5 * (y1 - y0)), 0.0)
+    whole = hat_features(image, box, 0.0)
+    if upper is None or whole is None:
+        return None
+    return np.concatenate([upper[:-1], whole[:-1], [(x1 - x0) / image.shape[1]]])
+
+
+class HeadCheck:
+    def __init__(self, path: str | Path, threshold: float):
+        obj = load_check(path, TASK, FEATURES, "head_check", "train_head_check")
+        self.model, self.info, self.threshold, self.n_taken_back = obj["model"], obj.get("info", {}), threshold, 0
+
+    @classmethod
+    def fitted(cls, model, threshold: float) -> HeadCheck:
+        """A check around a classifier fitted in memory (cross-validation in benchmarks/safety_photos_cv.py)."""
+        check = cls.__new__(cls)
+        check.model, check.info, check.threshold, check.n_taken_back = model, {}, threshold, 0
+        return check
+
+    def take_back(self, decisions: list[Decision], image: np.ndarray) -> list[Decision]:
+        """`no_hat` calls on a head the classifier scores as hatted (at or above the threshold) become `unknown`."""
+        rows = [(i, head_features(image, d.head.region)) for i, d in enumerate(decisions) if d.status == "no_hat"]
+        rows = [(i, f) for i, f in rows if f is not None]
+        if not rows:
+            return decisions
+        p = self.model.predict_proba(np.stack([f for _, f in rows]))[:, 1]
+        out = list(decisions)
+        for (i, _), q in zip(rows, p):
+            d = decisions[i]
+            if q >= self.threshold:
+                self.n_taken_back += 1
+                out[i] = replace(d, status="unknown", why={**d.why, "rule": f"the head looks hatted (head check {q:.2f} >= "
+                                                       f"{self.threshold})", "no_hat_rule": d.why.get("rule"), "head_check": round(float(q), 3)})
+            else:
+                out[i] = replace(d, why={**d.why, "head_check": round(float(q), 3)})
+        return out
