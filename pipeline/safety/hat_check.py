@@ -90,6 +90,16 @@ def load_check(path: str | Path, task: str, features: tuple[str, ...], key: str,
     return obj
 
 
+def scored(model, decisions: list[Decision], status: str, features) -> list[tuple[int, float]]:
+    """(index, the classifier's probability of class 1) of each decision with this status whose `features(d)`
+    could be read, in one batch."""
+    rows = [(i, features(d)) for i, d in enumerate(decisions) if d.status == status]
+    rows = [(i, f) for i, f in rows if f is not None]
+    if not rows:
+        return []
+    return list(zip([i for i, _ in rows], model.predict_proba(np.stack([f for _, f in rows]))[:, 1]))
+
+
 class HatCheck:
     def __init__(self, path: str | Path, threshold: float):
         obj = load_check(path, TASK, FEATURES, "hat_check", "train_hat_check")
@@ -106,13 +116,8 @@ class HatCheck:
 
     def veto(self, decisions: list[Decision], image: np.ndarray) -> list[Decision]:
         """`worn` calls whose hat box the classifier scores below the threshold become `no_hat`."""
-        rows = [(i, hat_features(image, d.hat_box, d.hat_score)) for i, d in enumerate(decisions) if d.status == "worn"]
-        rows = [(i, f) for i, f in rows if f is not None]
-        if not rows:
-            return decisions
-        p = self.model.predict_proba(np.stack([f for _, f in rows]))[:, 1]
         out = list(decisions)
-        for (i, _), q in zip(rows, p):
+        for i, q in scored(self.model, decisions, "worn", lambda d: hat_features(image, d.hat_box, d.hat_score)):
             if q < self.threshold:
                 d = decisions[i]
                 self.n_vetoed += 1

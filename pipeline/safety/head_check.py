@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.safety.core import Decision
-from pipeline.safety.hat_check import FEATURES as HAT_FEATURES, hat_features, load_check
+from pipeline.safety.hat_check import FEATURES as HAT_FEATURES, hat_features, load_check, scored
 
 TASK = "head_check"
 _COLOUR = HAT_FEATURES[:-1]  # the hat check's colour statistics, without its detector score
@@ -49,13 +49,8 @@ class HeadCheck:
 
     def take_back(self, decisions: list[Decision], image: np.ndarray) -> list[Decision]:
         """`no_hat` calls on a head the classifier scores as hatted (at or above the threshold) become `unknown`."""
-        rows = [(i, head_features(image, d.head.region)) for i, d in enumerate(decisions) if d.status == "no_hat"]
-        rows = [(i, f) for i, f in rows if f is not None]
-        if not rows:
-            return decisions
-        p = self.model.predict_proba(np.stack([f for _, f in rows]))[:, 1]
         out = list(decisions)
-        for (i, _), q in zip(rows, p):
+        for i, q in scored(self.model, decisions, "no_hat", lambda d: head_features(image, d.head.region)):
             d = decisions[i]
             if q >= self.threshold:
                 self.n_taken_back += 1

@@ -59,6 +59,17 @@ def classifier(p: dict):
     return HistGradientBoostingClassifier(max_depth=p["max_depth"], max_iter=p["max_iter"], random_state=p["seed"])
 
 
+def labelled_photos(p: dict) -> tuple[list[Path], list[dict], str]:
+    """The photos and labelled heads a check learns from: the real Hard Hat Workers split under `real`, or, where
+    that is absent, the synthetic sites' split under `data`; and which of them, in words."""
+    root = Path(p["real"]) / "hardhat_workers" if p.get("real") else None
+    if root is not None and root.exists():
+        return *real_gt(root, p["split"]), f"real {p['split']} photos"
+    print(f"real hard-hat photos not found at {root}; training on synthetic sites ({p['data']}) only")
+    images, gts, _ = synth_gt(Path(p["data"]), p["split"])
+    return images, gts, f"synthetic {p['split']} sites"
+
+
 def examples(detector_cfg: Path, rule_cfg: Path, images: list[Path], gts: list[dict], what: str):
     """Features, labels and image names of the rule's `worn` calls on labelled heads ({image, box, cls})."""
     from stages import load_stage
@@ -79,14 +90,7 @@ def main(params_path: str, section: str) -> None:
     from sklearn.model_selection import GroupKFold, cross_val_predict
 
     p = load_params(params_path, section)
-    root = Path(p["real"]) / "hardhat_workers" if p.get("real") else None
-    if root is not None and root.exists():
-        images, gts = real_gt(root, p["split"])
-        what = f"real {p['split']} photos"
-    else:
-        print(f"real hard-hat photos not found at {root}; training on synthetic sites ({p['data']}) only")
-        images, gts, _ = synth_gt(Path(p["data"]), p["split"])
-        what = f"synthetic {p['split']} sites"
+    images, gts, what = labelled_photos(p)
     X, y, groups, det = examples(Path(p["detector"]), Path(p["rule"]), images, gts, what)
     if len(y) < 10 or y.all() or not y.any():
         sys.exit(f"the rule made {len(y)} worn calls on labelled heads in the {what}, {int((~y).sum())} of them on bare "

@@ -17,9 +17,8 @@ import numpy as np
 
 from pipeline.safety.hat_check import save
 from pipeline.safety.head_check import FEATURES, TASK, head_features
-from pipeline.safety.metrics import real_gt, synth_gt
 from pipeline.train.common import load_params
-from pipeline.train.hat_check import classifier
+from pipeline.train.hat_check import classifier, labelled_photos
 
 
 def examples(images: list[Path], gts: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -40,14 +39,7 @@ def main(params_path: str, section: str) -> None:
     from sklearn.model_selection import GroupKFold, cross_val_predict
 
     p = load_params(params_path, section)
-    root = Path(p["real"]) / "hardhat_workers" if p.get("real") else None
-    if root is not None and root.exists():
-        images, gts = real_gt(root, p["split"])
-        what = f"real {p['split']} photos"
-    else:
-        print(f"real hard-hat photos not found at {root}; training on synthetic sites ({p['data']}) only")
-        images, gts, _ = synth_gt(Path(p["data"]), p["split"])
-        what = f"synthetic {p['split']} sites"
+    images, gts, what = labelled_photos(p)
     X, y, groups = examples(images, gts)
     if len(y) < 10 or y.all() or not y.any():
         sys.exit(f"{len(y)} labelled heads in the {what}, {int((~y).sum())} of them bare: too few to learn from "
