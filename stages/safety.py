@@ -171,8 +171,8 @@ class RuleStageConfig(StageConfig, RuleConfig):
     mirrored_borders: bool = Field(False, description="photos squared up by mirror-padding, labelled in the pads: "
                                    "reflect the decisions beside a pad into it (pipeline/safety/pads.py)")
     hat_check: Path | None = Field(None, description="a classifier that takes a second look at each accepted hat box "
-                                   "(`dvc repro train_hat_check`; pipeline/safety/hat_check.py)")
-    hat_check_threshold: float = Field(0.3, gt=0, lt=1, description="a worn call the check scores below this is no_hat")
+                                   "and the head under it (`dvc repro train_hat_check`; pipeline/safety/hat_check.py)")
+    hat_check_threshold: float = Field(0.4, gt=0, lt=1, description="a worn call the check scores below this is no_hat")
     head_check: Path | None = Field(None, description="a classifier that takes a second look at each no_hat call's head: "
                                     "one it scores as hatted becomes unknown (`dvc repro train_head_check`; "
                                     "pipeline/safety/head_check.py)")

@@ -8,7 +8,7 @@ import yaml
 from pipeline.core import Frame, FrameResult
 from pipeline.errors import ConfigError, WeightsError
 from pipeline.runner import Pipeline
-from pipeline.safety.hat_check import HatCheck, hat_features, save
+from pipeline.safety.hat_check import HatCheck, save, worn_features
 from pipeline.safety.rule import RuleConfig, decide
 from stages import load_stage
 from tests.conftest import ROOT
@@ -24,7 +24,8 @@ def _scene(hat_bgr):
 
 
 def _toy_check(path):
-    """A check fitted on bright boxes (hard hats) against dark, uneven ones (hair), at the detector's faint scores."""
+    """A check fitted on worn calls whose hat box is bright (hard hats) against dark, uneven ones (hair), at the
+    detector's faint scores."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     rng = np.random.default_rng(0)
@@ -32,8 +33,11 @@ def _toy_check(path):
     for i in range(200):
         hat = i % 2 == 0
         base = rng.choice([(30, 205, 245), (235, 235, 235), (20, 120, 245)]) if hat else rng.integers(10, 60, 3)
-        im = np.clip(np.full((20, 30, 3), base, float) + rng.normal(0, 4 if hat else 20, (20, 30, 3)), 0, 255).astype(np.uint8)
-        X.append(hat_features(im, (0, 0, 30, 20), rng.uniform(0.1, 0.5)))
+        im = _scene((200, 190, 180)).astype(float)
+        im[76:107, 176:225] = base + rng.normal(0, 4 if hat else 20, (31, 49, 3))
+        (d,) = decide(dets(person(200, head_y=100), worn_hat(200, head_y=100, conf=rng.uniform(0.1, 0.5))),
+                      RuleConfig(head_source="pose", hat_conf=0.1))
+        X.append(worn_features(np.clip(im, 0, 255).astype(np.uint8), d))
         y.append(hat)
     save(path, HistGradientBoostingClassifier(max_iter=30).fit(np.array(X), np.array(y)),
          {"weights": "toy.pt", "sha": "0", "imgsz": 512}, {"examples": 200})
@@ -107,7 +111,8 @@ def test_the_head_check_takes_back_a_no_hat_call_on_a_hatted_head_and_keeps_a_ba
     no_hat call on the first becomes unknown, on the second stays, and a worn call is never touched."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    from pipeline.safety.head_check import FEATURES, TASK, HeadCheck, head_features
+    from pipeline.safety.colour import head_colour
+    from pipeline.safety.head_check import FEATURES, TASK, HeadCheck
 
     rng = np.random.default_rng(0)
     X, y = [], []
@@ -117,7 +122,7 @@ def test_the_head_check_takes_back_a_no_hat_call_on_a_hatted_head_and_keeps_a_ba
         face = np.clip(np.full((40, 34, 3), (120, 150, 200), float) + rng.normal(0, 10, (40, 34, 3)), 0, 255)
         face[:20] = (235, 235, 235) if hatted else rng.integers(10, 50, 3)  # the upper half: a white hat, or dark hair
         im[80:120, 100:134] = face.astype(np.uint8)
-        X.append(head_features(im, (100, 80, 134, 120)))
+        X.append(head_colour(im, (100, 80, 134, 120)))
         y.append(hatted)
     save(tmp_path / "head.skops", HistGradientBoostingClassifier(max_iter=30).fit(np.array(X), np.array(y)), {}, {},
          TASK, FEATURES)

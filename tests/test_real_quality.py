@@ -39,8 +39,8 @@ def test_closeup_config_finds_real_drone_cracks(tmp_path):
 def test_photo_configs_tell_wearers_from_bare_heads(tmp_path):
     """Hard Hat Workers val (50 photos, never trained on) through `predict safety_photos.yaml
     hardhat_rule_photos.yaml` at their shipped thresholds: wearer and non-wearer AP of the decisions it
-    writes, each head point matched to the labelled head box that holds it. Shipped: 69.7 / 70.9, 17.3% of heads
-    missed, F1 0.77 / 0.75; with one detector pass instead of three (its own check) 70.2 / 69.3 / 22.3%; one pass without the hat
+    writes, each head point matched to the labelled head box that holds it. Shipped: 69.8 / 73.5, 17.3% of heads
+    missed, F1 0.77 / 0.77; with one detector pass instead of three (its own check) 70.2 / 69.3 / 22.3%; one pass without the hat
     check 69.5 / 52.4, and without reading mirror-padded borders either 62.3 / 46.0 / 25.9%."""
     images, gts = real_gt(REAL / "hardhat_workers")
     r = run_cli("predict", CONFIGS / "safety_photos.yaml", CONFIGS / "hardhat_rule_photos.yaml", "--source",
@@ -50,8 +50,8 @@ def test_photo_configs_tell_wearers_from_bare_heads(tmp_path):
     got = {c: round(100 * m[c]["AP"], 1) for c in ("wearer", "non_wearer")} | {"missed": round(m["head_miss_rate"], 3)}
     assert got["wearer"] >= 64 and got["non_wearer"] >= 60 and got["missed"] <= 0.21, got
     # no_hat calls on heads that look hatted, or below no_hat_min_score, are written as unknown: F1 0.44 without
-    # either, 0.73 with the cut alone, 0.75 shipped
-    assert m["non_wearer"]["F1"] >= 0.65 and m["wearer"]["F1"] >= 0.72, m
+    # either, 0.73 with the cut alone, 0.75 with the head check, 0.77 shipped (hat check reading the head too)
+    assert m["non_wearer"]["F1"] >= 0.7 and m["wearer"]["F1"] >= 0.72, m
     assert "too faint to call:" in r.stdout and "head check:" in r.stdout, r.stdout
     # what the photo rule's extras did, as `predict` says it
     assert f"mirror-padded borders on 50 of {len(images)} images" in r.stdout and "worn calls became no_hat" in r.stdout, r.stdout

@@ -2,8 +2,8 @@
 
 On real photos the detector's commonest wearer mistake is a bare head whose hair it boxed as a hat,
 faintly (confidence 0.1-0.4). A hard hat is bright and smooth; hair is dark and uneven. A small
-gradient-boosted classifier (scikit-learn) reads the box's colour statistics and the detector's score,
-and a `worn` call it doubts becomes `no_hat`. It is trained beside one detector at one input size
+gradient-boosted classifier (scikit-learn) reads the colour statistics of the hat box and of the head
+under it (`pipeline/safety/colour.py`) and the detector's scores, and a `worn` call it doubts becomes `no_hat`. It is trained beside one detector at one input size
 (`dvc repro train_hat_check`), on the real Hard Hat Workers train split, and checks that it runs
 beside the same detector. Stored with skops: only scikit-learn and numpy types are built from the file.
 """
@@ -14,29 +14,24 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from pipeline.errors import WeightsError
+from pipeline.safety.colour import HEAD, STATS, box_colour, head_colour
 from pipeline.safety.core import Decision
 
 TASK = "hat_check"
-CROP = (24, 16)  # w, h: a hat box is wider than tall
-FEATURES = ("hue_cos", "hue_sin", "sat_mean", "val_mean", "sat_std", "val_std", "val_p75", "sat_p75", "dark_share",
-            "hat_score")
+# The hat box's colours and score, and the colours and scores of the head it sits on: a bare head's hair boxed
+# as a hat still shows skin below it, and a faint head box often holds no worker at all.
+FEATURES = STATS + ("hat_score",) + HEAD + ("head_score", "head_point_conf")
 
 
-def hat_features(image: np.ndarray, box, score: float) -> np.ndarray | None:
-    """FEATURES of one hat box on a BGR image; None when the box holds no pixels."""
-    x0, y0, x1, y1 = (int(round(v)) for v in box)
-    crop = image[max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)]
-    if crop.size == 0:
+def worn_features(image: np.ndarray, d: Decision) -> np.ndarray | None:
+    """FEATURES of one `worn` call on a BGR image; None when its hat or head box holds no pixels."""
+    hat, head = box_colour(image, d.hat_box), head_colour(image, d.head.region)
+    if hat is None or head is None:
         return None
-    hsv = cv2.cvtColor(cv2.resize(crop, CROP), cv2.COLOR_BGR2HSV).reshape(-1, 3).astype(np.float64)
-    hue = hsv[:, 0] * np.pi / 90  # OpenCV hue runs 0-180: an angle, so red at both ends stays one colour
-    s, v = hsv[:, 1] / 255, hsv[:, 2] / 255
-    return np.array([np.cos(hue).mean(), np.sin(hue).mean(), s.mean(), v.mean(), s.std(), v.std(),
-                     np.percentile(v, 75), np.percentile(s, 75), (hsv[:, 2] < 60).mean(), score])
+    return np.concatenate([hat, [d.hat_score], head, [d.head.score, d.head.point_conf]])
 
 
 def fingerprint(detector) -> dict:
@@ -117,7 +112,7 @@ class HatCheck:
     def veto(self, decisions: list[Decision], image: np.ndarray) -> list[Decision]:
         """`worn` calls whose hat box the classifier scores below the threshold become `no_hat`."""
         out = list(decisions)
-        for i, q in scored(self.model, decisions, "worn", lambda d: hat_features(image, d.hat_box, d.hat_score)):
+        for i, q in scored(self.model, decisions, "worn", lambda d: worn_features(image, d)):
             if q < self.threshold:
                 d = decisions[i]
                 self.n_vetoed += 1

@@ -3,7 +3,7 @@
 The hat check's mirror. On real photos most wrong `no_hat` calls fall on a hatted head whose hat the
 detector missed, or on something that is not a bare head at all; a bare head shows skin and hair where a
 hatted one shows a bright, smooth dome. A small gradient-boosted classifier (scikit-learn) reads the colour
-statistics of the head box and of its upper half, and a `no_hat` call on a head it scores as hatted becomes
+statistics of the head box and of its upper half (`pipeline/safety/colour.py`), and a `no_hat` call on a head it scores as hatted becomes
 `unknown`: the check can take a violation back, never raise one, so a head without a hat box is never
 called `worn` (the rule's point-in-hat-box test stays the only way to `worn`). It is trained on the labelled
 heads of the real Hard Hat Workers train split (`dvc repro train_head_check`), so it does not depend on the
@@ -17,22 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.safety.colour import HEAD, head_colour
 from pipeline.safety.core import Decision
-from pipeline.safety.hat_check import FEATURES as HAT_FEATURES, hat_features, load_check, scored
+from pipeline.safety.hat_check import load_check, scored
 
 TASK = "head_check"
-_COLOUR = HAT_FEATURES[:-1]  # the hat check's colour statistics, without its detector score
-FEATURES = tuple(f"upper_{n}" for n in _COLOUR) + tuple(f"head_{n}" for n in _COLOUR) + ("width_share",)
-
-
-def head_features(image: np.ndarray, box) -> np.ndarray | None:
-    """FEATURES of one head box on a BGR image; None when the box holds no pixels."""
-    x0, y0, x1, y1 = box
-    upper = hat_features(image, (x0, y0, x1, y0 + 0.5 * (y1 - y0)), 0.0)
-    whole = hat_features(image, box, 0.0)
-    if upper is None or whole is None:
-        return None
-    return np.concatenate([upper[:-1], whole[:-1], [(x1 - x0) / image.shape[1]]])
+FEATURES = HEAD
 
 
 class HeadCheck:
@@ -50,7 +40,7 @@ class HeadCheck:
     def take_back(self, decisions: list[Decision], image: np.ndarray) -> list[Decision]:
         """`no_hat` calls on a head the classifier scores as hatted (at or above the threshold) become `unknown`."""
         out = list(decisions)
-        for i, q in scored(self.model, decisions, "no_hat", lambda d: head_features(image, d.head.region)):
+        for i, q in scored(self.model, decisions, "no_hat", lambda d: head_colour(image, d.head.region)):
             d = decisions[i]
             if q >= self.threshold:
                 self.n_taken_back += 1

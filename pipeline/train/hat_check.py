@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.config import load_yaml
-from pipeline.safety.hat_check import fingerprint, hat_features, save
+from pipeline.safety.hat_check import FEATURES, fingerprint, save, worn_features
 from pipeline.safety.metrics import real_gt, synth_gt
 from pipeline.safety.rule import RuleConfig, decide
 from pipeline.train.common import load_params
@@ -41,7 +41,7 @@ def worn_examples(image: np.ndarray, decisions, heads: list) -> list[tuple[np.nd
             continue
         x, yy = d.head.point
         wears = next((wr for b, wr in heads if b[0] <= x <= b[2] and b[1] <= yy <= b[3]), None)
-        f = hat_features(image, d.hat_box, d.hat_score)
+        f = worn_features(image, d)
         if wears is not None and f is not None:
             out.append((f, wears))
     return out
@@ -99,7 +99,7 @@ def main(params_path: str, section: str) -> None:
     folds = max(2, min(5, len(set(groups)), int((~y).sum()), int(y.sum())))
     cv = cross_val_predict(classifier(p), X, y, groups=groups, cv=GroupKFold(folds), method="predict_proba")[:, 1]
     info = {"trained_on": what, "examples": int(len(y)), "cv_folds": folds, "bare": int((~y).sum()), "cv_auroc": round(float(roc_auc_score(y, cv)), 4),
-            "cv_auroc_hat_score_alone": round(float(roc_auc_score(y, X[:, -1])), 4),
+            "cv_auroc_hat_score_alone": round(float(roc_auc_score(y, X[:, FEATURES.index("hat_score")])), 4),
             "cv_vetoed_at": {str(t): [int(((cv < t) & ~y).sum()), int(((cv < t) & y).sum())] for t in (0.2, 0.3, 0.4)}}
     model = classifier(p).fit(X, y)
     save(p["out"], model, fingerprint(det), info)

@@ -15,8 +15,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.safety.colour import head_colour
 from pipeline.safety.hat_check import save
-from pipeline.safety.head_check import FEATURES, TASK, head_features
+from pipeline.safety.head_check import FEATURES, TASK
 from pipeline.train.common import load_params
 from pipeline.train.hat_check import classifier, labelled_photos
 
@@ -26,7 +27,7 @@ def examples(images: list[Path], gts: list[dict]) -> tuple[np.ndarray, np.ndarra
     ims = {p.name: cv2.imread(str(p)) for p in images}
     X, y, groups = [], [], []
     for g in gts:
-        f = head_features(ims[g["image"]], g["box"])
+        f = head_colour(ims[g["image"]], g["box"])
         if f is not None:
             X.append(f)
             y.append(g["cls"] == "wearer")
