@@ -53,7 +53,7 @@ def test_a_worn_call_on_a_dark_box_becomes_no_hat_and_a_bright_hat_stays_worn(tm
         (d,) = check.veto(decisions, _scene(colour))
         assert d.status == status and 0 <= d.why["hat_check"] <= 1
         if status == "no_hat":
-            assert d.hat_box is None and "does not look like a hard hat" in d.why["rule"] and d.why["hat_conf"] == 0.2
+            assert d.hat_box is None and "do not look like a worn hard hat" in d.why["rule"] and d.why["hat_conf"] == 0.2
     assert check.n_vetoed == 1
 
 

@@ -118,7 +118,7 @@ class HatCheck:
                 self.n_vetoed += 1
                 # faint_hat_conf ranks the violation: a hat the check all but ruled out leaves a surer no_hat
                 out[i] = replace(d, status="no_hat", hat_box=None, hat_score=None, why={
-                    "rule": f"the hat box does not look like a hard hat (hat check {q:.2f} < {self.threshold})",
+                    "rule": f"the hat box and the head under it do not look like a worn hard hat (hat check {q:.2f} < {self.threshold})",
                     "hat": [round(float(v), 1) for v in d.hat_box], "hat_conf": round(float(d.hat_score), 3),
                     "hat_check": round(float(q), 3), "faint_hat_conf": round(float(q), 3), "candidates": []})
             else:
