@@ -43,6 +43,7 @@ def cross_validated(detector: Path, rule_cfg: Path, images: list[Path], gts: lis
     from sklearn.model_selection import GroupKFold
 
     from stages import load_stage
+    from stages.safety import RuleStageConfig
 
     det, rule_yaml = load_stage(detector), yaml.safe_load(rule_cfg.read_text())
     rule, heads = rule_of(rule_cfg), heads_by_image(gts)
@@ -59,8 +60,8 @@ def cross_validated(detector: Path, rule_cfg: Path, images: list[Path], gts: lis
         ex += [(fold[i], f, w) for f, w in worn_examples(im, decisions, heads.get(q.name, []))]
     seconds = time.perf_counter() - t
     fk, X, y = np.array([e[0] for e in ex]), np.array([e[1] for e in ex]), np.array([e[2] for e in ex], bool)
-    checks = [HatCheck.fitted(classifier(p).fit(X[fk != k], y[fk != k]), rule_yaml.get("hat_check_threshold", 0.3))
-              for k in range(folds)]
+    threshold = rule_yaml.get("hat_check_threshold", RuleStageConfig.model_fields["hat_check_threshold"].default)
+    checks = [HatCheck.fitted(classifier(p).fit(X[fk != k], y[fk != k]), threshold) for k in range(folds)]
     rows = {}
     variants = [("no hat check", False, None, 0.0), ("hat check", True, None, 0.0)]
     variants += [(f"hat check, no_hat_min_score {t:g}", True, None, t) for t in min_scores if t > 0]
