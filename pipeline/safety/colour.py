@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-CROP = (24, 16)  # w, h: a hat box is wider than tall
+CROP = (24, 16)  # w, h: every box is read at this size (a hat box is wider than tall)
 STATS = ("hue_cos", "hue_sin", "sat_mean", "val_mean", "sat_std", "val_std", "val_p75", "sat_p75", "dark_share")
 HEAD = tuple(f"upper_{n}" for n in STATS) + tuple(f"head_{n}" for n in STATS) + ("width_share",)
 

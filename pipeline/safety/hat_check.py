@@ -3,9 +3,9 @@
 On real photos the detector's commonest wearer mistake is a bare head whose hair it boxed as a hat,
 faintly (confidence 0.1-0.4). A hard hat is bright and smooth; hair is dark and uneven. A small
 gradient-boosted classifier (scikit-learn) reads the colour statistics of the hat box and of the head
-under it (`pipeline/safety/colour.py`) and the detector's scores, and a `worn` call it doubts becomes `no_hat`. It is trained beside one detector at one input size
-(`dvc repro train_hat_check`), on the real Hard Hat Workers train split, and checks that it runs
-beside the same detector. Stored with skops: only scikit-learn and numpy types are built from the file.
+under it (`pipeline/safety/colour.py`) and the detector's scores, and a `worn` call it doubts becomes
+`no_hat`. It is trained beside one detector at one input size (`dvc repro train_hat_check`), on the real
+Hard Hat Workers train split, and checks that it runs beside the same detector. Stored with skops: only scikit-learn and numpy types are built from the file.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ class HatCheck:
         return check
 
     def veto(self, decisions: list[Decision], image: np.ndarray) -> list[Decision]:
-        """`worn` calls whose hat box the classifier scores below the threshold become `no_hat`."""
+        """`worn` calls whose hat box and head the classifier scores below the threshold become `no_hat`."""
         out = list(decisions)
         for i, q in scored(self.model, decisions, "worn", lambda d: worn_features(image, d)):
             if q < self.threshold:
@@ -118,7 +118,8 @@ class HatCheck:
                 self.n_vetoed += 1
                 # faint_hat_conf ranks the violation: a hat the check all but ruled out leaves a surer no_hat
                 out[i] = replace(d, status="no_hat", hat_box=None, hat_score=None, why={
-                    "rule": f"the hat box and the head under it do not look like a worn hard hat (hat check {q:.2f} < {self.threshold})",
+                    "rule": f"the hat box and the head under it do not look like a worn hard hat "
+                            f"(hat check {q:.2f} < {self.threshold})",
                     "hat": [round(float(v), 1) for v in d.hat_box], "hat_conf": round(float(d.hat_score), 3),
                     "hat_check": round(float(q), 3), "faint_hat_conf": round(float(q), 3), "candidates": []})
             else:

@@ -3,11 +3,11 @@
 The hat check's mirror. On real photos most wrong `no_hat` calls fall on a hatted head whose hat the
 detector missed, or on something that is not a bare head at all; a bare head shows skin and hair where a
 hatted one shows a bright, smooth dome. A small gradient-boosted classifier (scikit-learn) reads the colour
-statistics of the head box and of its upper half (`pipeline/safety/colour.py`), and a `no_hat` call on a head it scores as hatted becomes
-`unknown`: the check can take a violation back, never raise one, so a head without a hat box is never
-called `worn` (the rule's point-in-hat-box test stays the only way to `worn`). It is trained on the labelled
-heads of the real Hard Hat Workers train split (`dvc repro train_head_check`), so it does not depend on the
-detector. Stored with skops, as the hat check is.
+statistics of the head box and of its upper half (`pipeline/safety/colour.py`), and a `no_hat` call on a
+head it scores as hatted becomes `unknown`: the check can take a violation back, never raise one, so a
+head without a hat box is never called `worn` (the rule's point-in-hat-box test stays the only way to
+`worn`). It is trained on the labelled heads of the real Hard Hat Workers train split (`dvc repro
+train_head_check`), so it does not depend on the detector. Stored with skops, as the hat check is.
 """
 
 from __future__ import annotations
