@@ -31,8 +31,8 @@ from pipeline.safety.head_check import HeadCheck  # noqa: E402
 from pipeline.train.head_check import examples as head_examples  # noqa: E402
 from benchmarks._common import stage_config_copy  # noqa: E402
 from pipeline.safety.metrics import evaluate, prediction, real_gt  # noqa: E402
-from pipeline.safety.pads import find_pads, reflect_into_pads  # noqa: E402
-from pipeline.safety.rule import decide, demote_faint  # noqa: E402
+from pipeline.safety.rule import decide  # noqa: E402
+from pipeline.safety.second_looks import second_looks  # noqa: E402
 from pipeline.train.hat_check import classifier, heads_by_image, rule_of, worn_examples  # noqa: E402
 
 CONFIGS = ROOT / "stages" / "configs"
@@ -73,14 +73,9 @@ def cross_validated(detector: Path, rule_cfg: Path, images: list[Path], gts: lis
     for label, check, head_threshold, min_score in variants:
         preds = []
         for i, (im, decisions) in enumerate(per):
-            if check:
-                decisions = checks[fold[i]].veto(decisions, im)
-            if head_threshold is not None:
-                decisions = HeadCheck.fitted(head_models[fold[i]], head_threshold).take_back(decisions, im)
-            if rule_yaml.get("mirrored_borders"):
-                decisions = reflect_into_pads(decisions, find_pads(im), im.shape)
-            if min_score:
-                decisions = demote_faint(decisions, min_score)
+            head = None if head_threshold is None else HeadCheck.fitted(head_models[fold[i]], head_threshold)
+            decisions, _ = second_looks(decisions, im, checks[fold[i]] if check else None, head,
+                                        bool(rule_yaml.get("mirrored_borders")), min_score)
             preds += [prediction(names[i], d.to_json()) for d in decisions]
         rows[label] = evaluate(preds, gts) | {"ms": 1000 * seconds / len(images), "bare_worn": int((~y).sum())}
     return rows

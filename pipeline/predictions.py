@@ -8,6 +8,7 @@ output when the chain makes more than one mask). Boxes, points, decisions and co
 from __future__ import annotations
 
 import html
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -74,8 +75,6 @@ def output_stems(files: list[Path]) -> dict[str, str]:
     """The name each image's mask and drawing take: its stem, unless two images share one (a.jpg beside a.png,
     or x/a.jpg and y/a.jpg from a glob); those keep their extension and the folders below their common one,
     joined by '__' (a.png, x__a.jpg), so no image's output overwrites another's."""
-    import os
-
     shared = Counter(Path(f).stem for f in files)
     root = os.path.commonpath([str(Path(f).parent.resolve()) for f in files]) if files else ""
     return {str(f): Path(f).stem if shared[Path(f).stem] == 1

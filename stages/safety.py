@@ -12,8 +12,8 @@ from pipeline.core import FrameResult
 from pipeline.errors import ConfigError
 from pipeline.models.yolo import load_yolo
 from pipeline.safety.core import Detections
-from pipeline.safety.pads import find_pads, reflect_into_pads
-from pipeline.safety.rule import RuleConfig, decide, demote_faint
+from pipeline.safety.rule import RuleConfig, decide
+from pipeline.safety.second_looks import second_looks
 from stages.base import Stage, StageConfig, register
 
 NEEDED = ("person", "hardhat", "head")
@@ -224,21 +224,11 @@ class HardHatRule(Stage):
 
     def process(self, batch: list[FrameResult]) -> None:
         for r in batch:
-            r.decisions = decide(r.detections, self.rule)
-            if self.hat_check is not None:
-                r.decisions = self.hat_check.veto(r.decisions, r.frame.image)
-            if self.head_check is not None:  # before reflection: a head in a pad is upside down
-                r.decisions = self.head_check.take_back(r.decisions, r.frame.image)
-            if self.cfg.mirrored_borders:
-                image = r.frame.image
-                pads = find_pads(image)
-                r.decisions = reflect_into_pads(r.decisions, pads, image.shape)
-                self.n_padded += bool(pads)
-                self.n_reflected += sum(d.why.get("rule", "").startswith("reflection") for d in r.decisions)
-            if self.cfg.no_hat_min_score > 0:
-                before = sum(d.status == "no_hat" for d in r.decisions)
-                r.decisions = demote_faint(r.decisions, self.cfg.no_hat_min_score)
-                self.n_demoted += before - sum(d.status == "no_hat" for d in r.decisions)
+            r.decisions, seen = second_looks(decide(r.detections, self.rule), r.frame.image, self.hat_check,
+                                             self.head_check, self.cfg.mirrored_borders, self.cfg.no_hat_min_score)
+            self.n_padded += seen["padded"]
+            self.n_reflected += seen["reflected"]
+            self.n_demoted += seen["too_faint"]
             self.n_frames += 1
 
     def counters(self) -> dict[str, float]:
