@@ -2,6 +2,7 @@
 real Hard Hat Workers train photos: where photo settings are chosen, since val has only 36 bare heads.
 
     python benchmarks/safety_photos_cv.py [--detectors A.yaml B.yaml ...] [--folds 5]
+    python benchmarks/safety_photos_cv.py --tta-sizes 640 640,768   # the shipped config with other extra pass sizes
 
 The check is trained on the train photos, so scoring it there needs care: the photos are split into folds
 (by photo), each fold's check is fitted on the other folds' worn calls (the classifier and settings of
@@ -84,6 +85,9 @@ def cross_validated(detector: Path, rule_cfg: Path, images: list[Path], gts: lis
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--detectors", type=Path, nargs="+", default=None)
+    ap.add_argument("--tta-sizes", nargs="+", default=[], metavar="SIZE[,SIZE...]",
+                    help="extra detectors: the shipped photo config with its test-time passes at these input sizes "
+                    "(after the detectors above; `tta.sizes`, comma-separated)")
     ap.add_argument("--rule", type=Path, default=CONFIGS / "hardhat_rule_photos.yaml")
     ap.add_argument("--real", type=Path, default=ROOT.parent / "shared" / "data" / "real" / "hardhat_workers")
     ap.add_argument("--folds", type=int, default=5)
@@ -101,6 +105,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         shipped = CONFIGS / "safety_photos.yaml"
         detectors = a.detectors or [stage_config_copy(shipped, Path(tmp) / "safety_photos_one_pass.yaml", tta=None), shipped]
+        tta = yaml.safe_load(shipped.read_text())["tta"]
+        for sizes in a.tta_sizes:
+            try:
+                sizes = [int(s) for s in sizes.split(",")]
+            except ValueError:
+                sys.exit(f"--tta-sizes wants input sizes in pixels separated by commas (640,768), got {sizes!r}")
+            name = "safety_photos_sizes_" + "-".join(map(str, sizes)) + ".yaml"
+            detectors.append(stage_config_copy(shipped, Path(tmp) / name, tta={**tta, "sizes": sizes}))
         results = {d.name: cross_validated(d, a.rule, images, gts, a.folds, p, a.min_scores, a.head_checks) for d in detectors}
     base = results[detectors[0].name]["hat check"]
     lines = [f"Hard Hat Workers train, {len(images)} photos, grouped {a.folds}-fold cross-validation of the hat check, "
