@@ -97,6 +97,10 @@ def main() -> None:
                     help="extra rows with the head check at this threshold (fitted per fold on the other folds' "
                     "labelled heads), then each no_hat_min_score")
     a = ap.parse_args()
+    try:
+        tta_sizes = [[int(n) for n in arg.split(",")] for arg in a.tta_sizes]
+    except ValueError:
+        sys.exit(f"--tta-sizes wants input sizes in pixels separated by commas (640,768), got {a.tta_sizes}")
     if not a.real.exists():
         print(f"skipped: {a.real} not found")
         return
@@ -106,11 +110,7 @@ def main() -> None:
         shipped = CONFIGS / "safety_photos.yaml"
         detectors = a.detectors or [stage_config_copy(shipped, Path(tmp) / "safety_photos_one_pass.yaml", tta=None), shipped]
         tta = yaml.safe_load(shipped.read_text())["tta"]
-        for sizes in a.tta_sizes:
-            try:
-                sizes = [int(s) for s in sizes.split(",")]
-            except ValueError:
-                sys.exit(f"--tta-sizes wants input sizes in pixels separated by commas (640,768), got {sizes!r}")
+        for sizes in tta_sizes:
             name = "safety_photos_sizes_" + "-".join(map(str, sizes)) + ".yaml"
             detectors.append(stage_config_copy(shipped, Path(tmp) / name, tta={**tta, "sizes": sizes}))
         results = {d.name: cross_validated(d, a.rule, images, gts, a.folds, p, a.min_scores, a.head_checks) for d in detectors}
