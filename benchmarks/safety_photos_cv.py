@@ -73,9 +73,9 @@ def cross_validated(detector: Path, rule_cfg: Path, images: list[Path], gts: lis
     head_models = [classifier(p).fit(head_X[hk != k], head_y[hk != k]) for k in range(folds)]
     for label, check, head_threshold, min_score in variants:
         preds = []
+        heads_at = [None] * folds if head_threshold is None else [HeadCheck.fitted(m, head_threshold) for m in head_models]
         for i, (im, decisions) in enumerate(per):
-            head = None if head_threshold is None else HeadCheck.fitted(head_models[fold[i]], head_threshold)
-            decisions, _ = second_looks(decisions, im, checks[fold[i]] if check else None, head,
+            decisions, _ = second_looks(decisions, im, checks[fold[i]] if check else None, heads_at[fold[i]],
                                         bool(rule_yaml.get("mirrored_borders")), min_score)
             preds += [prediction(names[i], d.to_json()) for d in decisions]
         rows[label] = evaluate(preds, gts) | {"ms": 1000 * seconds / len(images), "bare_worn": int((~y).sum())}

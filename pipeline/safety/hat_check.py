@@ -5,7 +5,8 @@ faintly (confidence 0.1-0.4). A hard hat is bright and smooth; hair is dark and 
 gradient-boosted classifier (scikit-learn) reads the colour statistics of the hat box and of the head
 under it (`pipeline/safety/colour.py`) and the detector's scores, and a `worn` call it doubts becomes
 `no_hat`. It is trained beside one detector at one input size (`dvc repro train_hat_check`), on the real
-Hard Hat Workers train split, and checks that it runs beside the same detector. Stored with skops: only scikit-learn and numpy types are built from the file.
+Hard Hat Workers train split, and checks that it runs beside the same detector. Stored with skops: only
+scikit-learn and numpy types are built from the file.
 """
 
 from __future__ import annotations
