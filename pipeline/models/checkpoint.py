@@ -41,7 +41,8 @@ def save(path: str | Path, model: torch.nn.Module, spec: ModelSpec | dict, task:
     spec = ModelSpec.model_validate(spec)
     ckpt = {"task": task, "classes": list(classes), "model": spec.model_dump(), "meta": meta or {},
             # fp16 halves what ships in git; weights are cast back to fp32 on load
-            "state_dict": {k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()
+            # contiguous: a model trained channels-last saves the same plain layout as any other
+            "state_dict": {k: (v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()).contiguous()
                            for k, v in model.state_dict().items()}}
     write(path, ckpt)
 

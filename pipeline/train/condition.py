@@ -21,7 +21,7 @@ from tqdm import tqdm
 from pipeline.core import DAMAGE_STATES
 from pipeline.models import checkpoint
 from pipeline.models.preprocess import to_tensor
-from pipeline.train.common import load_params, setup
+from pipeline.train.common import autocast, channels_last, check_precision, load_params, setup
 
 
 def read_crops(root: Path, split: str) -> list[tuple[Path, int]]:
@@ -48,18 +48,19 @@ class CropDataset(Dataset):
         return to_tensor(img)[0], label
 
 
-def predict(model, loader, device) -> tuple[np.ndarray, np.ndarray]:
+def predict(model, loader, device, precision: str = "fp32") -> tuple[np.ndarray, np.ndarray]:
     model.eval()
     ys, ps = [], []
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(precision, device):
         for x, y in loader:
-            ps.append(model(x.to(device)).argmax(1).cpu().numpy())
+            ps.append(model(channels_last(x.to(device))).argmax(1).cpu().numpy())
             ys.append(y.numpy())
     return np.concatenate(ys), np.concatenate(ps)
 
 
 def train(p: dict) -> dict:
     device = setup(p.get("seed", 0))
+    precision = check_precision(p.get("precision", "fp32"), device)
     root = Path(p["data"])
     rows = read_crops(root, "train")
     counts = np.bincount([r[1] for r in rows], minlength=len(DAMAGE_STATES))
@@ -68,7 +69,7 @@ def train(p: dict) -> dict:
     sampler = torch.utils.data.WeightedRandomSampler(w, num_samples=len(rows), replacement=True)
     loader = DataLoader(CropDataset(rows, True), batch_size=p["batch"], sampler=sampler, num_workers=p.get("workers", 0))
     val_loader = DataLoader(CropDataset(read_crops(root, "val"), False), batch_size=256)
-    model = checkpoint.build(p["model"]).to(device)
+    model = channels_last(checkpoint.build(p["model"]).to(device))
     opt = torch.optim.AdamW(model.parameters(), lr=p["lr"], weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=p["lr"], total_steps=p["epochs"] * len(loader), pct_start=0.2)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.05)
@@ -76,19 +77,22 @@ def train(p: dict) -> dict:
     for epoch in range(p["epochs"]):
         model.train()
         for x, y in tqdm(loader, desc=f"condition epoch {epoch + 1}/{p['epochs']}"):
-            loss = loss_fn(model(x.to(device)), y.to(device))
+            with autocast(precision, device):
+                logits = model(channels_last(x.to(device)))
+            loss = loss_fn(logits.float(), y.to(device))
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
-        y, pred = predict(model, val_loader, device)
+        y, pred = predict(model, val_loader, device, precision)
         f1 = float(f1_score(y, pred, average="macro"))
         history.append({"epoch": epoch + 1, "val_macro_f1": round(f1, 4), "val_acc": round(float((y == pred).mean()), 4)})
         print(json.dumps(history[-1]), flush=True)
         if f1 > best:
             best = f1
             checkpoint.save(p["out"], model, p["model"], "condition_classification", list(DAMAGE_STATES),
-                            meta={"crop_size": p["crop_size"], "history": history, "train_seconds": round(time.time() - t0)})
+                            meta={"crop_size": p["crop_size"], "history": history, "train_seconds": round(time.time() - t0),
+                                  "precision": precision})
     return {"best_val_macro_f1": best}
 
 

@@ -19,16 +19,16 @@ from tqdm import tqdm
 
 from pipeline.metrics import confusion, iou_per_class
 from pipeline.models import checkpoint
-from pipeline.train.common import load_params, setup
+from pipeline.train.common import autocast, channels_last, check_precision, load_params, setup
 from pipeline.train.seg_data import HARD_NEGATIVE, SegDataset, real_crack_pairs, synthetic_pairs
 
 
-def evaluate(model, loader, n_classes, device) -> np.ndarray:
+def evaluate(model, loader, n_classes, device, precision: str = "fp32") -> np.ndarray:
     cm = np.zeros((n_classes, n_classes), np.int64)
     model.eval()
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(precision, device):
         for x, y in loader:
-            pred = model(x.to(device)).argmax(1).cpu().numpy()
+            pred = model(channels_last(x.to(device))).argmax(1).cpu().numpy()
             cm += confusion(pred, y.numpy(), n_classes)
     return cm
 
@@ -78,6 +78,7 @@ def training_set(p: dict, root: Path) -> tuple[ConcatDataset, WeightedRandomSamp
 
 def train(p: dict) -> dict:
     device = setup(p.get("seed", 0))
+    precision = check_precision(p.get("precision", "fp32"), device)
     root = Path(p["data"])
     n = len(p["classes"])
     ds, sampler = training_set(p, root)
@@ -90,6 +91,7 @@ def train(p: dict) -> dict:
     if p.get("init"):
         init, _ = checkpoint.load(p["init"], p["task"])
         model.load_state_dict(init.state_dict())
+    model = channels_last(model)
     weights = torch.tensor(p.get("class_weights", [1.0] * n), dtype=torch.float32, device=device)
     hard = p.get("hard_negative_weight", 1.0)
     dice = per_image_dice if p.get("dice") == "per_image" else smp.losses.DiceLoss("multiclass", from_logits=True)
@@ -103,10 +105,12 @@ def train(p: dict) -> dict:
         for step, (x, y) in enumerate(bar):
             if step >= bar.total:
                 break
-            x, y = x.to(device), y.to(device)
+            x, y = channels_last(x.to(device)), y.to(device)
             pixel_w = torch.where(y == HARD_NEGATIVE, hard, 1.0)
             y = torch.where(y == HARD_NEGATIVE, 0, y)
-            logits = model(x)
+            with autocast(precision, device):
+                logits = model(x)
+            logits = logits.float()  # the losses (softmax, Dice sums) stay in fp32
             ce = torch.nn.functional.cross_entropy(logits, y, weight=weights, reduction="none") * pixel_w
             loss = ce.sum() / (weights[y] * pixel_w).sum() + dice(logits, y)
             opt.zero_grad()
@@ -114,7 +118,7 @@ def train(p: dict) -> dict:
             opt.step()
             sched.step()
             bar.set_postfix(loss=f"{loss.item():.3f}")
-        iou = iou_per_class(evaluate(model, val_loader, n, device))
+        iou = iou_per_class(evaluate(model, val_loader, n, device, precision))
         score = float(np.nanmean(iou[1:]))
         history.append({"epoch": epoch + 1, "val_iou": [None if np.isnan(v) else round(float(v), 4) for v in iou], "val_miou_fg": round(score, 4)})
         print(json.dumps(history[-1]), flush=True)
@@ -122,7 +126,8 @@ def train(p: dict) -> dict:
         if score > best or p.get("select") == "last":
             best = score
             checkpoint.save(p["out"], model, p["model"], p["task"], p["classes"],
-                            meta={"input_scale": p.get("scale", 1.0), "history": history, "train_seconds": round(time.time() - t0)})
+                            meta={"input_scale": p.get("scale", 1.0), "history": history, "train_seconds": round(time.time() - t0),
+                                  "precision": precision})
     return {"best_val_miou_fg": best, "history": history}
 
 
