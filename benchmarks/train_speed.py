@@ -17,7 +17,6 @@ Writes benchmarks/results/train_speed.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
