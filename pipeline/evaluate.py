@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, f1_score  # noqa: E402
+import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
@@ -75,7 +76,7 @@ def evaluate(p: dict) -> dict:
     metrics["damage"] = seg_scores(dmg, synthetic_pairs(root, "test", "damage"), DAMAGE_CLASSES, "damage/test")
 
     cond = load_stage({"type": "component_condition", "model": str(weights / "condition.pt")})
-    y, pred = predict(cond.model, DataLoader(CropDataset(read_crops(root, "test"), False), batch_size=256), "cpu")
+    y, pred = predict(cond.model, DataLoader(CropDataset(read_crops(root, "test"), False), batch_size=256), torch.device("cpu"))
     metrics["condition"] = {"accuracy": round(float((y == pred).mean()), 4),
                             "macro_f1": round(float(f1_score(y, pred, average="macro")), 4), "crops": int(len(y))}
     ConfusionMatrixDisplay(confusion_matrix(y, pred, labels=range(4)), display_labels=DAMAGE_STATES).plot(cmap="Blues")
