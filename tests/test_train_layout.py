@@ -6,7 +6,7 @@ import torch
 
 from pipeline.models import checkpoint
 from pipeline.train import condition, segmentation
-from pipeline.train.common import channels_last, check_precision
+from pipeline.train.common import autocast, channels_last, check_precision
 
 bf16_native = pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(),
                                  reason="this CPU has no native bf16 (AVX512-BF16 or AMX)")
@@ -57,3 +57,9 @@ def test_bf16_training_writes_fp16_weights_that_run_in_fp32(tiny, tmp_path):
     c = tiny["params"]["train_condition"] | {"precision": "bf16", "out": str(tmp_path / "condition.pt")}
     condition.train(c)
     assert checkpoint.read(c["out"])["meta"]["precision"] == "bf16"
+
+
+def test_the_precision_helpers_take_a_device_or_its_name():
+    assert check_precision("fp32", "cpu") == "fp32"
+    with autocast("fp32", "cpu"):
+        assert not torch.is_autocast_enabled("cpu")

@@ -27,11 +27,12 @@ def load_params(path: str, section: str) -> dict:
 PRECISIONS = ("fp32", "bf16")
 
 
-def check_precision(precision: str, device: torch.device) -> str:
+def check_precision(precision: str, device: torch.device | str) -> str:
     """`precision: bf16` trains under bfloat16 autocast: about 1.5-2x faster steps on a CPU with native
     bf16 (AVX512-BF16 or AMX) or a recent GPU, but emulated, and slower, elsewhere, so it is refused there."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision: {precision!r} is not one of {list(PRECISIONS)}")
+    device = torch.device(device)
     if precision == "bf16":
         native = (torch.cuda.is_bf16_supported() if device.type == "cuda"
                   else torch.ops.mkldnn._is_mkldnn_bf16_supported())
@@ -41,8 +42,9 @@ def check_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
-def autocast(precision: str, device: torch.device):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+def autocast(precision: str, device: torch.device | str):
+    # a device or its name ("cpu"), as the trainers' other helpers take either
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def channels_last(t):
