@@ -34,7 +34,7 @@ test: setup
 repro: setup
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/dvc repro
 
-# Every model again from scratch, smaller and into data/quick/ (the shipped weights stay): 66.7 min on 2 CPU cores, latest run.
+# Every model again from scratch, smaller and into data/quick/ (the shipped weights stay): 83.8 min on 2 CPU cores, latest run.
 repro-quick: setup
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/dvc repro data/quick/dvc.yaml
 
