@@ -15,7 +15,7 @@ Site safety (a synthetic 720p fixed-camera clip, by default with nobody on site 
 budget, with the hard-hat status F1 of benchmarks/safety_throughput.py (naive: of the frames it ran).
 
     python benchmarks/flow_budget.py [--seconds 10] [--intact 0.5] [--empty 0.5] [--naive-every 5] [--flows damage,site] [--ablate]
-                                     [--float-rows]
+                                     [--float-rows] [--gate-rows]
 """
 
 from __future__ import annotations
@@ -96,8 +96,10 @@ def measure_naive(clip: Path, every: int) -> dict:
 
 
 def _damage_cfg(budget: str, dest: Path, gate: bool = True, component_scale: float | None = None,
-                precision: str | None = None, damage_precision: str | None = None) -> Path:
+                precision: str | None = None, damage_precision: str | None = None, damage_runtime: str | None = None) -> Path:
     """`gate=False`: the damage segmenter without its "nothing here" exit, to see what the exit buys;
+    `damage_runtime`: the damage segmenter's runtime instead of its YAML's; "torch+gate" switches its gate on
+    (data/weights/damage_gate.pt), which runs in torch;
     `component_scale`: the component segmenter's input scale instead of its YAML's (and the budget's);
     `precision`: both segmenters' `precision` (fp32 or int8) instead of their YAMLs'; `damage_precision`: the damage
     segmenter's alone."""
@@ -116,6 +118,10 @@ def _damage_cfg(budget: str, dest: Path, gate: bool = True, component_scale: flo
             st["precision"] = precision
         if kind == "damage_segmentation" and damage_precision:
             st["precision"] = damage_precision
+        if kind == "damage_segmentation" and damage_runtime:
+            st["runtime"] = damage_runtime.removesuffix("+gate")
+            if damage_runtime.endswith("+gate"):
+                st["gate"] = str(ROOT / "data" / "weights" / "damage_gate.pt")
         if st == before:
             continue
         st["model"] = str((Path(path).parent / st["model"]).resolve())
@@ -125,13 +131,14 @@ def _damage_cfg(budget: str, dest: Path, gate: bool = True, component_scale: flo
 
 
 def measure_pipe(clip: Path, budget: str, gate: bool = True, component_scale: float | None = None,
-                 precision: str | None = None, damage_precision: str | None = None) -> dict:
+                 precision: str | None = None, damage_precision: str | None = None, damage_runtime: str | None = None) -> dict:
     from pipeline.budget import compute_summary
     from pipeline.runner import Pipeline, load_flow_config
     from pipeline.sources import SourceOptions, open_source
 
     with tempfile.TemporaryDirectory() as d:
-        cfg, base = load_flow_config(_damage_cfg(budget, Path(d) / "flow.yaml", gate, component_scale, precision, damage_precision))
+        cfg, base = load_flow_config(_damage_cfg(budget, Path(d) / "flow.yaml", gate, component_scale, precision, damage_precision,
+                                                 damage_runtime))
     pipe = Pipeline.from_config(cfg, base)
     sc, busy, n, counted, flagged = Scores(clip), 0.0, 0, [], {}
     frames = list(open_source(clip, SourceOptions()))
@@ -217,6 +224,29 @@ def damage_rows(a) -> dict:
     return rows
 
 
+def gate_rows(a) -> str:
+    """The damage stage chain at `balanced` as shipped (ONNX Runtime, gate off), with the segmenter in torch, and
+    with its gate on (which runs in torch), on one clip: a table of its own, ratios against the first row."""
+    from pipeline.synth.video import facade_video
+
+    clip = CACHE / f"pass_720p_{a.seconds:g}s_intact{a.intact:g}.mp4"
+    if not clip.exists():
+        facade_video(clip, seconds=a.seconds, seed=11, fps=30, size=(1280, 720), intact=a.intact)
+    rows = {}
+    for rt, name in ((None, "as shipped (ONNX Runtime, no gate)"), ("torch", "segmenter in torch, no gate"), ("torch+gate", "gate on (torch)")):
+        rows[name] = run_measure(__file__, f"damage pipeline, balanced, {name}", ["--clip", str(clip), "--measure", "pipe", "--budget", "balanced",
+                                                                                 *(["--damage-runtime", rt] if rt else [])])
+    base = next(iter(rows.values()))["fps"]
+    lines = [f"Damage stage chain at `balanced`, {a.seconds:g} s 720p pass, {a.intact:.0%} over intact facade "
+             f"(`python benchmarks/flow_budget.py --gate-rows --intact {a.intact:g}`)", "",
+             "| damage segmenter | frames/s | x shipped | damage IoU | component mIoU | condition F1 | damage inputs gated |", "|---|---|---|---|---|---|---|"]
+    for k, r in rows.items():
+        c = r.get("compute", {})
+        gated = f"{c['damage_gated'] / c['damage_inputs']:.0%}" if c.get("damage_inputs") else "-"
+        lines.append(f"| {k} | {r['fps']:.2f} | {r['fps'] / base:.2f} | {r['damage_iou']:.3f} | {r['component_miou']:.3f} | {r['condition_f1']:.3f} | {gated} |")
+    return "\n".join(lines) + "\n"
+
+
 def site_rows(a) -> dict:
     from benchmarks.safety_throughput import measure_naive  # noqa: F401  (run in the child)
     from pipeline.synth.site_data import site_video
@@ -282,6 +312,10 @@ def main():
     ap.add_argument("--n", type=int, default=40)
     ap.add_argument("--ablate", action="store_true", help="also balanced without the damage gate; site: balanced with only its gate, and with only its reuse")
     ap.add_argument("--only", choices=["gate", "reuse"])
+    ap.add_argument("--gate-rows", action="store_true", help="only the damage chain at balanced: as shipped, with the damage "
+                    "segmenter in torch, and with its gate on (shipped off); writes results/flow_budget_gate_intact*.md")
+    ap.add_argument("--damage-runtime", choices=["torch", "onnxruntime", "torch+gate"], help="pipe: the damage segmenter's "
+                    "runtime instead of its YAML's; torch+gate also switches its gate on")
     ap.add_argument("--precision", choices=["fp32", "int8"], help="pipe / flow: both segmenters' precision instead of their YAMLs'")
     ap.add_argument("--damage-precision", choices=["fp32", "int8"], help="pipe / flow: the damage segmenter's precision alone")
     ap.add_argument("--float-rows", action="store_true", help="damage: also balanced (chain and flow) with float segmenters, "
@@ -305,10 +339,15 @@ def main():
         from benchmarks.safety_throughput import measure_naive as site_naive
 
         r = {"naive": lambda: measure_naive(a.clip, a.every), "pipe": lambda: measure_pipe(a.clip, a.budget, a.only != "reuse", a.component_scale, a.precision,
-                                                   a.damage_precision),
+                                                   a.damage_precision, a.damage_runtime),
              "flow": lambda: measure_damage_flow(a.clip, a.budget, a.precision, a.damage_precision), "site-naive": lambda: site_naive(a.clip, a.n, a.every),
              "site-flow": lambda: measure_site_flow(a.clip, a.budget, a.only, a.imgsz)}[a.measure]()
         report_result(r)
+        return
+    if a.gate_rows:
+        md = gate_rows(a)
+        print("\n" + md)
+        (RESULTS / f"flow_budget_gate_intact{a.intact:g}.md").write_text(md)
         return
     out_json = RESULTS / "flow_budget.json"
     # a run of one flow keeps the other flow's last rows (each row set is internally consistent)

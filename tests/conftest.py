@@ -61,7 +61,8 @@ def tiny_params(data: Path, out: Path) -> dict:
     p["train_damage_gate"] |= {"data": str(data), "target": str(out / "damage.pt"), "synthetic": 8, "real": None, "epochs": 1,
                                "min_px": 1, "out": str(out / "damage_gate.pt"),
                                "clips": [{"seconds": 1, "seed": 101, "intact": 0.5, "every": 6},
-                                         {"seconds": 1, "seed": 106, "intact": 1.0, "every": 6, "val": True}]}
+                                         {"seconds": 1, "seed": 106, "intact": 1.0, "every": 6, "val": True}],
+                               "intact_passes": {"train": 2, "val": 1, "seconds": 1, "fps": 2, "seed": 300}}
     p["train_safety_gate"] |= {"data": str(sites), "target": str(out / "safety.pt"), "synthetic": 8, "real": None, "epochs": 1,
                                "imgsz": 192, "empty_train": 4, "empty_val": 4, "out": str(out / "safety_gate.pt")}
     return p

@@ -105,3 +105,15 @@ def test_synthetic_clips_have_empty_stretches(tmp_path):
     site_video(tmp_path / "site.mp4", seconds=10, seed=1, fps=1, size=(320, 180), progress=False, empty=0.3)
     heads = [len(json.loads(x)["heads"]) for x in (tmp_path / "site.labels.jsonl").read_text().splitlines()]
     assert heads[7:] == [0, 0, 0] and sum(heads[:7]) > 0
+
+
+def test_intact_passes_are_short_undamaged_passes_over_a_facade_each():
+    from pipeline.train.gate import clip_frames, intact_passes
+
+    train, val = intact_passes({"train": 2, "val": 1, "seconds": 1, "fps": 2, "seed": 300}, 0.25)
+    assert len(train) == 4 and len(val) == 2
+    assert all(img.shape == (180, 320, 3) and not m.any() for img, m in train + val)
+    # pass i flies past the facade of seed 300 + i, the first ones for training, the rest held out
+    assert np.array_equal(train[2][0], clip_frames(1, 301, 1.0, 1, 0.25, 2)[0][0])
+    assert np.array_equal(val[0][0], clip_frames(1, 302, 1.0, 1, 0.25, 2)[0][0])
+    assert np.abs(train[0][0].astype(int) - train[2][0]).mean() > 10

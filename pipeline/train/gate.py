@@ -5,9 +5,10 @@
 
 The segmenter is frozen; its encoder runs once per image up to the gate block, and a `CellGate`
 learns from those features which cells (one per feature-map pixel) hold damage. Images are what
-the stage sees: synthetic facade views and frames of synthetic drone passes with intact stretches,
-at the stage's input scale, plus the real crack photos when present. The threshold is then set on
-held-out images so that at least `recall` of the images with damage pass the gate.
+the stage sees: synthetic facade views, frames of synthetic drone passes with intact stretches and
+of short intact passes over many facades, at the stage's input scale, plus the real crack photos
+when present. The threshold is then set on held-out images so that at least `recall` of the images
+with damage pass the gate.
 
 The site detector's gate is trained the same way on the YOLO model's features after layer
 `layer`, with cells marked where a person or a head is (a hat on its own needs no decision), on
@@ -52,6 +53,17 @@ def clip_frames(seconds: float, seed: int, intact: float, every: int, scale: flo
                 out.append(_scaled(img, dmg, scale))
             i += 1
     return out
+
+
+def intact_passes(ip: dict, scale: float) -> tuple[list, list]:
+    """(train, held-out) frames of short passes over wholly intact facades, one facade each: `ip` gives how
+    many passes of each, their seconds and fps, and the first facade's seed.
+
+    Intact wall looks different on every facade. With a few long intact passes the gate learnt (and was
+    judged on) two or three facades' textures; short passes over many facades teach "nothing here" itself."""
+    passes = [clip_frames(ip["seconds"], ip["seed"] + i, 1.0, 1, scale, ip["fps"])
+              for i in tqdm(range(ip["train"] + ip["val"]), desc="intact passes")]
+    return [f for c in passes[: ip["train"]] for f in c], [f for c in passes[ip["train"] :] for f in c]
 
 
 def _scaled(img, mask, scale):
@@ -232,6 +244,9 @@ def main(params_path: str, section: str) -> None:
     for k, c in enumerate(p["clips"]):
         frames = clip_frames(c["seconds"], c["seed"], c["intact"], c["every"], scale, c.get("fps", 30))
         (val if c.get("val") else train).extend(frames)
+    if p.get("intact_passes"):
+        more_train, more_val = intact_passes(p["intact_passes"], scale)
+        train, val = train + more_train, val + more_val
     real = Path(p["real"]) if p.get("real") else None
     if real is not None and real.exists():
         rp = real_crack_pairs(real, p.get("holdout", {}))
