@@ -199,12 +199,18 @@ def measure_site_flow(clip: Path, budget: str, only: str | None = None, imgsz: i
             "compute": s["compute"]}
 
 
-def damage_rows(a) -> dict:
+def damage_clip(a) -> Path:
+    """The damage rows' synthetic 720p pass (seed 11), made once and cached."""
     from pipeline.synth.video import facade_video
 
     clip = CACHE / f"pass_720p_{a.seconds:g}s_intact{a.intact:g}.mp4"
     if not clip.exists():
         facade_video(clip, seconds=a.seconds, seed=11, fps=30, size=(1280, 720), intact=a.intact)
+    return clip
+
+
+def damage_rows(a) -> dict:
+    clip = damage_clip(a)
     rows = {"naive": run_measure(__file__, "damage naive (full res, every model)",
                                  ["--clip", str(clip), "--measure", "naive", "--every", str(a.naive_every)])}
     for b in BUDGETS:
@@ -227,11 +233,7 @@ def damage_rows(a) -> dict:
 def gate_rows(a) -> str:
     """The damage stage chain at `balanced` as shipped (ONNX Runtime, gate off), with the segmenter in torch, and
     with its gate on (which runs in torch), on one clip: a table of its own, ratios against the first row."""
-    from pipeline.synth.video import facade_video
-
-    clip = CACHE / f"pass_720p_{a.seconds:g}s_intact{a.intact:g}.mp4"
-    if not clip.exists():
-        facade_video(clip, seconds=a.seconds, seed=11, fps=30, size=(1280, 720), intact=a.intact)
+    clip = damage_clip(a)
     rows = {}
     for rt, name in ((None, "as shipped (ONNX Runtime, no gate)"), ("torch", "segmenter in torch, no gate"), ("torch+gate", "gate on (torch)")):
         rows[name] = run_measure(__file__, f"damage pipeline, balanced, {name}", ["--clip", str(clip), "--measure", "pipe", "--budget", "balanced",
