@@ -87,11 +87,12 @@ def main() -> None:
         r = {"threshold": round(thr, 4), "own val: clean stopped": cal[name]["skipped_clean"], "own val: clean images": cal[name]["n_clean"]}
         for k, items in encoded.items():
             top = top_cells(gate, items)
-            has = np.array([h for _, _, h in items], dtype=object)
-            if (has == False).any():  # noqa: E712 (None: too little damage to count either way)
-                r[f"{k}: stopped"] = round(float((top[has == False] < thr).mean()), 4)  # noqa: E712
-            if (has == True).any():  # noqa: E712
-                r[f"{k}: damaged let through"] = round(float((top[has == True] >= thr).mean()), 4)  # noqa: E712
+            # an image with too little damage to count either way (None) is in neither
+            clean, damaged = (np.array([h is want for _, _, h in items]) for want in (False, True))
+            if clean.any():
+                r[f"{k}: stopped"] = round(float((top[clean] < thr).mean()), 4)
+            if damaged.any():
+                r[f"{k}: damaged let through"] = round(float((top[damaged] >= thr).mean()), 4)
         results[name] = r
     base = next(iter(results))
     cols = [c for c in results[base] if c != "threshold" and c != "own val: clean images"]
@@ -108,8 +109,8 @@ def main() -> None:
     out = ROOT / "benchmarks" / "results" / f"damage_gate{a.suffix}"
     atomic_json(f"{out}.json", {"target": str(sec["target"]), "params": str(a.params), "results": results})
     Path(f"{out}.md").write_text(f"# `python benchmarks/damage_gate.py`\n\n{table}\n\nRatios against '{base}', trained in the same run. "
-                                 f"Own val: the images each gate's threshold was set on ({results[base]['own val: clean images']} and "
-                                 f"{results[name]['own val: clean images']} clean ones).\n")
+                                 f"Own val: the images each gate's threshold was set on "
+                                 f"({' and '.join(str(r['own val: clean images']) for r in results.values())} clean ones).\n")
 
 
 if __name__ == "__main__":
