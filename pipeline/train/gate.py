@@ -119,10 +119,16 @@ def train_head(items, channels: int, p: dict) -> CellGate:
 
 
 @torch.inference_mode()
+def top_cells(gate: CellGate, items) -> np.ndarray:
+    """Each encoded image's highest cell probability: what the gate compares with its threshold."""
+    return np.array([float(torch.sigmoid(gate(f[None])).max()) for f, _, _ in items])
+
+
+@torch.inference_mode()
 def calibrate(gate: CellGate, items, recall: float) -> dict:
     """The highest threshold that lets at least `recall` of damaged images through, and what it skips."""
     items = [it for it in items if it[2] is not None]
-    top = np.array([float(torch.sigmoid(gate(f[None])).max()) for f, _, _ in items])
+    top = top_cells(gate, items)
     has = np.array([h for _, _, h in items], bool)
     if not has.any():
         raise SystemExit("no held-out image has damage: cannot calibrate the gate")
